@@ -1,0 +1,9 @@
+"""sap_kernels: Scaled Activation Projection (SAP) with streaming Gram kernels.
+
+``sap_kernels.project(model, loader)`` repairs a classifier trained on noisy labels in one shot;
+``sap_kernels.ops`` holds the array-level kernels it is built from.
+"""
+from . import ops
+
+__version__ = "0.1.0"
+__all__ = ["ops", "__version__"]

@@ -1,0 +1,32 @@
+"""Argument checks shared by the public ops."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+
+def accumulator_dtype(x: torch.Tensor) -> torch.dtype:
+    """fp64 inputs accumulate in fp64; every other float dtype in fp32."""
+    if not x.is_floating_point():
+        raise TypeError(f"activations must be a float tensor, got {x.dtype}")
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def accumulator(
+    x: torch.Tensor, shape: Sequence[int], out: Optional[torch.Tensor], op: str
+) -> torch.Tensor:
+    """``out`` validated (shape, dtype, device, contiguity), or a new zero accumulator."""
+    dtype = accumulator_dtype(x)
+    shape = tuple(shape)
+    if out is None:
+        return torch.zeros(shape, dtype=dtype, device=x.device)
+    if tuple(out.shape) != shape:
+        raise ValueError(f"{op}: out has shape {list(out.shape)}, expected {list(shape)}")
+    if out.dtype not in (torch.float32, torch.float64) or (dtype == torch.float64 and out.dtype != dtype):
+        raise TypeError(f"{op}: out must be float32 (or float64 for float64 input), got {out.dtype}")
+    if out.device != x.device:
+        raise ValueError(f"{op}: out is on {out.device} but the input is on {x.device}")
+    if not out.is_contiguous():
+        raise ValueError(f"{op}: out must be contiguous")
+    return out
