@@ -30,3 +30,15 @@ def accumulator(
     if not out.is_contiguous():
         raise ValueError(f"{op}: out must be contiguous")
     return out
+
+
+PRECISIONS = ("ieee", "tf32", "bf16")
+
+
+def check_precision(precision: str) -> str:
+    """Validate a dot precision: ``"ieee"`` (full fp32 products), ``"tf32"`` or ``"bf16"``
+    (operands rounded to TF32 / bf16, fp32 accumulation; honoured by the Triton backend, best
+    effort elsewhere)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision

@@ -5,7 +5,7 @@ from typing import Optional
 
 import torch
 
-from ._checks import accumulator
+from ._checks import accumulator, check_precision
 from .dispatch import resolve
 from .geometry import IntOrTuple, Padding, conv_geometry
 
@@ -20,6 +20,7 @@ def conv_gram(
     groups: int = 1,
     out: Optional[torch.Tensor] = None,
     backend: Optional[str] = None,
+    precision: str = "ieee",
 ) -> torch.Tensor:
     """Per-group Gram ``P_g^T P_g`` of the patches a ConvNd with these arguments multiplies.
 
@@ -35,6 +36,7 @@ def conv_gram(
         out: optional ``[groups, K_g, K_g]`` float32 accumulator (``K_g = C/groups*prod(kernel)``),
             updated in place and returned.
         backend: ``"torch"``, ``"triton"`` or ``"cuda"``; default by device.
+        precision: dot precision, ``"ieee"`` (default), ``"tf32"`` or ``"bf16"``.
     Returns:
         ``[groups, K_g, K_g]`` float32 (float64 for float64 input).
 
@@ -45,8 +47,9 @@ def conv_gram(
         >>> torch.allclose(g[0], p.T @ p, rtol=1e-4, atol=1e-3)
         True
     """
+    check_precision(precision)
     geom = conv_geometry(x.shape, kernel_size, stride, padding, dilation, groups)
     acc = accumulator(x, (groups, geom.k_per_group, geom.k_per_group), out, "conv_gram")
     if x.shape[0] and geom.rows_per_sample:
-        resolve("conv_gram", x.device, backend)(x, geom, acc)
+        resolve("conv_gram", x.device, backend)(x, geom, acc, precision=precision)
     return acc

@@ -7,6 +7,9 @@ Backends register implementations here (``register``); public ops call ``resolve
 2. otherwise the first available of the device's preference list (CUDA: triton, cuda, torch;
    anything else: torch), falling back quietly.
 
+Every backend function takes the keyword ``precision`` (``"ieee"``, ``"tf32"`` or ``"bf16"``,
+validated by the public op) after its positional arguments.
+
 Backend modules are imported lazily, so a missing Triton or an unbuilt CUDA extension never
 breaks ``import sap_kernels``.
 """

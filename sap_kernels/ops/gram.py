@@ -5,11 +5,17 @@ from typing import Optional
 
 import torch
 
-from ._checks import accumulator
+from ._checks import accumulator, check_precision
 from .dispatch import resolve
 
 
-def gram(x: torch.Tensor, *, out: Optional[torch.Tensor] = None, backend: Optional[str] = None) -> torch.Tensor:
+def gram(
+    x: torch.Tensor,
+    *,
+    out: Optional[torch.Tensor] = None,
+    backend: Optional[str] = None,
+    precision: str = "ieee",
+) -> torch.Tensor:
     """Gram matrix of the rows of ``x``, added into ``out`` when given.
 
     Args:
@@ -19,6 +25,8 @@ def gram(x: torch.Tensor, *, out: Optional[torch.Tensor] = None, backend: Option
             place (``out += X^T X``) and returned.
         backend: ``"torch"``, ``"triton"`` or ``"cuda"``; default chosen by device (see
             ``sap_kernels.ops.dispatch``).
+        precision: dot precision, ``"ieee"`` (default, full fp32 products), ``"tf32"`` or
+            ``"bf16"`` (operands rounded, fp32 accumulation); see ``docs/backends.md``.
     Returns:
         ``[K, K]`` float32 (float64 for float64 input), symmetric.
 
@@ -29,9 +37,10 @@ def gram(x: torch.Tensor, *, out: Optional[torch.Tensor] = None, backend: Option
     """
     if x.dim() < 1:
         raise ValueError("gram: x must have at least one dim (the feature dim K)")
+    check_precision(precision)
     k = x.shape[-1]
     acc = accumulator(x, (k, k), out, "gram")
     rows = x.reshape(-1, k)
     if rows.shape[0]:
-        resolve("gram", x.device, backend)(rows, acc)
+        resolve("gram", x.device, backend)(rows, acc, precision=precision)
     return acc

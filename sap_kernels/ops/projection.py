@@ -5,6 +5,7 @@ from typing import Optional
 
 import torch
 
+from ._checks import check_precision
 from .dispatch import resolve
 from .scales import check_alpha
 
@@ -17,6 +18,7 @@ def scaled_projection(
     *,
     wv: Optional[torch.Tensor] = None,
     backend: Optional[str] = None,
+    precision: str = "ieee",
 ) -> torch.Tensor:
     """Project a flattened weight onto the scaled activation basis.
 
@@ -28,6 +30,7 @@ def scaled_projection(
         wv: optional ``weight @ eigvecs`` ``[..., out, K]``, computed once and reused across an
             alpha sweep (then each alpha costs one GEMM).
         backend: ``"torch"``, ``"triton"`` or ``"cuda"``; default by device.
+        precision: dot precision, ``"ieee"`` (default), ``"tf32"`` or ``"bf16"``.
     Returns:
         ``[..., out, K]`` with ``weight``'s dtype; computed in at least float32.
 
@@ -38,6 +41,7 @@ def scaled_projection(
         True
     """
     check_alpha(alpha)
+    check_precision(precision)
     if weight.dim() < 2:
         raise ValueError(f"weight must be [..., out, K], got shape {list(weight.shape)}")
     k = weight.shape[-1]
@@ -52,4 +56,4 @@ def scaled_projection(
     if len({weight.device, eigvals.device, eigvecs.device}) != 1:
         raise ValueError("weight, eigvals and eigvecs must be on one device")
     fn = resolve("scaled_projection", weight.device, backend)
-    return fn(weight, eigvals, eigvecs, float(alpha), wv).to(weight.dtype)
+    return fn(weight, eigvals, eigvecs, float(alpha), wv, precision=precision).to(weight.dtype)

@@ -49,13 +49,16 @@ def patch_rows(view: torch.Tensor, geom: ConvGeometry, dtype: torch.dtype) -> to
 
 
 @register("conv_gram", "torch")
-def conv_gram_torch(x: torch.Tensor, geom: ConvGeometry, out: torch.Tensor) -> None:
+def conv_gram_torch(x: torch.Tensor, geom: ConvGeometry, out: torch.Tensor, *, precision: str = "ieee") -> None:
     """``out[g] += P_g^T P_g`` with ``P_g`` group ``g``'s im2col rows of ``x``.
 
     Args:
         x: ``[N, C, *spatial]`` activations, any float dtype.
         geom: validated geometry of the convolution.
         out: ``[G, K_g, K_g]`` float32/float64 accumulator on ``x.device``.
+        precision: accepted for the shared backend signature; this backend always multiplies at
+            torch's own matmul precision (full fp32 on CPU; on CUDA whatever
+            ``torch.backends.cuda.matmul`` allows), so ``"tf32"``/``"bf16"`` are best effort.
     """
     n_total = x.shape[0]
     k_total = geom.in_channels * math.prod(geom.kernel_size)

@@ -16,12 +16,17 @@ def scaled_projection_torch(
     eigvecs: torch.Tensor,
     alpha: float,
     wv: Optional[torch.Tensor],
+    *,
+    precision: str = "ieee",
 ) -> torch.Tensor:
     """``W V diag(lambda(e, alpha)) V^T`` in the promoted dtype (at least float32).
 
     Args:
         weight: ``[..., out, K]``; eigvals: ``[..., K]``; eigvecs: ``[..., K, K]`` (columns are
         eigenvectors); wv: optional precomputed ``weight @ eigvecs`` ``[..., out, K]``.
+        precision: accepted for the shared backend signature; this backend always multiplies at
+            torch's own matmul precision (full fp32 on CPU; on CUDA whatever
+            ``torch.backends.cuda.matmul`` allows), so ``"tf32"``/``"bf16"`` are best effort.
     Returns:
         ``[..., out, K]`` in the compute dtype (the caller casts back).
     """
