@@ -1,0 +1,199 @@
+"""Triton ``conv_gram``: implicit-im2col Gram ``out[g] += P_g^T P_g`` straight from a conv input.
+
+``P_g`` (never built) has one row per (sample ``n``, output position ``o``) and one column per
+(channel ``c`` of group ``g``, kernel offset ``q``), in ``weight.flatten(1)`` order; its entry is
+``x[n, g*C_g + c, o*stride - pad_lo + q*dilation]``, zero outside the input. Grid
+``(tiles, splits, groups)``: program ``(t, s, g)`` owns upper-triangle tile ``t = (i, j)`` of group
+``g`` and a contiguous range of rows. Column addresses and offsets are computed once per
+program; every block of ``BLOCK_M`` rows decodes ``(n, o)``, loads the two operand tiles with a
+mask for the padding, and accumulates ``dot(P[:, i]^T, P[:, j])`` in fp32. Splits are reduced
+deterministically as in ``gram``. 1d and 2d convolutions run as 3d ones with unit leading dims;
+input strides are taken as they are, so channels_last inputs need no copy.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from ...ops.dispatch import register
+from ...ops.geometry import ConvGeometry
+from . import _common as C
+
+
+@triton.jit
+def _conv_gram_kernel(
+    x_ptr, tiles_ptr, dst_ptr,
+    m_size, k_size, rows_per_split, n_tiles, splits, c_per_group,
+    in_d, in_h, in_w, out_d, out_h, out_w,
+    stride_xn, stride_xc, stride_xd, stride_xh, stride_xw,
+    stride_dg, stride_dr, stride_dc,
+    KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+    SD: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
+    PD: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
+    DD: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
+    BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
+    CAST: tl.constexpr, PRECISION: tl.constexpr, INTERPRET: tl.constexpr,
+    ACC_FP64: tl.constexpr, SPLIT: tl.constexpr,
+):
+    t = tl.program_id(0)
+    s = tl.program_id(1)
+    g = tl.program_id(2)
+    bi = tl.load(tiles_ptr + 2 * t)
+    bj = tl.load(tiles_ptr + 2 * t + 1)
+    offs_k = tl.arange(0, BLOCK_K)
+
+    # Column k -> (channel, kd, kh, kw): address offset and the kernel displacement per dim.
+    ki = bi * BLOCK_K + offs_k
+    kmask_i = ki < k_size
+    ci = g * c_per_group + ki // (KD * KH * KW)
+    qi = ki % (KD * KH * KW)
+    di = (qi // (KH * KW)) * DD
+    hi = ((qi // KW) % KH) * DH
+    wi = (qi % KW) * DW
+    coff_i = ci.to(tl.int64) * stride_xc + di * stride_xd + hi * stride_xh + wi * stride_xw
+    kj = bj * BLOCK_K + offs_k
+    kmask_j = kj < k_size
+    cj = g * c_per_group + kj // (KD * KH * KW)
+    qj = kj % (KD * KH * KW)
+    dj = (qj // (KH * KW)) * DD
+    hj = ((qj // KW) % KH) * DH
+    wj = (qj % KW) * DW
+    coff_j = cj.to(tl.int64) * stride_xc + dj * stride_xd + hj * stride_xh + wj * stride_xw
+
+    start = s * rows_per_split
+    end = tl.minimum(start + rows_per_split, m_size)
+    if ACC_FP64:
+        acc = tl.zeros((BLOCK_K, BLOCK_K), dtype=tl.float64)
+    else:
+        acc = tl.zeros((BLOCK_K, BLOCK_K), dtype=tl.float32)
+    for m0 in range(start, end, BLOCK_M):
+        # Row m -> (n, od, oh, ow) -> top-left-front corner of its receptive field.
+        rm = m0 + tl.arange(0, BLOCK_M)
+        rmask = rm < end
+        ow = rm % out_w
+        r = rm // out_w
+        oh = r % out_h
+        r = r // out_h
+        od = r % out_d
+        n = r // out_d
+        bd = od * SD - PD
+        bh = oh * SH - PH
+        bw = ow * SW - PW
+        roff = n.to(tl.int64) * stride_xn + bd * stride_xd + bh * stride_xh + bw * stride_xw
+
+        pd = bd[:, None] + di[None, :]
+        ph = bh[:, None] + hi[None, :]
+        pw = bw[:, None] + wi[None, :]
+        mask_a = (rmask[:, None] & kmask_i[None, :] & (pd >= 0) & (pd < in_d)
+                  & (ph >= 0) & (ph < in_h) & (pw >= 0) & (pw < in_w))
+        a = tl.load(x_ptr + roff[:, None] + coff_i[None, :], mask=mask_a, other=0.0)
+        pd = bd[:, None] + dj[None, :]
+        ph = bh[:, None] + hj[None, :]
+        pw = bw[:, None] + wj[None, :]
+        mask_b = (rmask[:, None] & kmask_j[None, :] & (pd >= 0) & (pd < in_d)
+                  & (ph >= 0) & (ph < in_h) & (pw >= 0) & (pw < in_w))
+        b = tl.load(x_ptr + roff[:, None] + coff_j[None, :], mask=mask_b, other=0.0)
+        a = C.prep_operand(a, CAST, INTERPRET)
+        b = C.prep_operand(b, CAST, INTERPRET)
+        acc = tl.dot(tl.trans(a), b, acc, input_precision=PRECISION)
+    if SPLIT:
+        local = offs_k[:, None] * BLOCK_K + offs_k[None, :]
+        slot = dst_ptr + ((g.to(tl.int64) * splits + s) * n_tiles + t) * BLOCK_K * BLOCK_K
+        tl.store(slot + local, acc.to(dst_ptr.dtype.element_ty))
+    else:
+        C.store_tile(dst_ptr + g * stride_dg, acc.to(dst_ptr.dtype.element_ty), bi, bj, k_size,
+                     stride_dr, stride_dc, BLOCK_K)
+
+
+def _config(k: int, device: torch.device) -> tuple[int, int, int, int]:
+    """``(BLOCK_K, BLOCK_M, num_warps, num_stages)`` for a group width ``k``."""
+    bk = 16 if k <= 16 else 32 if k <= 32 else 64
+    if device.type != "cuda":
+        return bk, 64, 4, 1
+    return bk, (64 if bk <= 32 else 32), 4, 2
+
+
+def _as_3d(x: torch.Tensor, geom: ConvGeometry) -> tuple[torch.Tensor, dict]:
+    """View ``x`` as ``[N, C, D, H, W]`` (unit leading spatial dims for 1d/2d) and the geometry
+    padded the same way; strides are kept, so no data moves."""
+    lead = 3 - geom.nd
+    x5 = x
+    for _ in range(lead):
+        x5 = x5.unsqueeze(2)
+
+    def pad3(v: tuple[int, ...], fill: int) -> tuple[int, ...]:
+        return (fill,) * lead + tuple(v)
+
+    return x5, dict(
+        kernel=pad3(geom.kernel_size, 1), stride=pad3(geom.stride, 1), pad=pad3(geom.pad_lo, 0),
+        dilation=pad3(geom.dilation, 1), inp=pad3(geom.in_spatial, 1), outp=pad3(geom.out_spatial, 1),
+    )
+
+
+def conv_gram_triton_launch(
+    x: torch.Tensor,
+    geom: ConvGeometry,
+    out: torch.Tensor,
+    precision: str = "ieee",
+    *,
+    block_k: Optional[int] = None,
+    block_m: Optional[int] = None,
+    splits: Optional[int] = None,
+    launch: Callable = C.identity_launch,
+) -> None:
+    """``out[g] += P_g^T P_g`` with the Triton kernels.
+
+    Args:
+        x: ``[N, C, *spatial]`` (1 to 3 spatial dims) fp32/fp16/bf16/fp64, any strides
+            (contiguous and channels_last alike).
+        geom: the convolution's geometry (``sap_kernels.ops.conv_geometry``).
+        out: ``[G, K_g, K_g]`` fp32 (or fp64) contiguous accumulator on ``x.device``.
+        precision: ``"ieee"``, ``"tf32"`` or ``"bf16"`` (see ``_common.dot_mode``).
+        block_k, block_m, splits: override the tiling (tests use them to reach every path).
+        launch: wraps each kernel before launch (``torch.library.wrap_triton`` in a ``triton_op``).
+    """
+    C.check_precision(precision)
+    k = geom.k_per_group
+    m = x.shape[0] * geom.rows_per_sample
+    if m == 0 or k == 0:
+        return
+    x5, g3 = _as_3d(x, geom)
+    bk, bm, warps, stages = _config(k, x.device)
+    bk, bm = block_k or bk, block_m or bm
+    groups = geom.groups
+    tiles = C.upper_tiles(triton.cdiv(k, bk), x.device)
+    n_tiles = tiles.shape[0]
+    n_split = C.choose_splits(m, bm, n_tiles * groups, bk * bk * out.element_size(), x.device, splits)
+    rps = C.rows_per_split(m, bm, n_split)
+    n_split = triton.cdiv(m, rps)
+    cast, prec = C.dot_mode(x.dtype, precision)
+    (kd, kh, kw), (sd, sh, sw) = g3["kernel"], g3["stride"]
+    (pd, ph, pw), (dd, dh, dw) = g3["pad"], g3["dilation"]
+    common = dict(
+        KD=kd, KH=kh, KW=kw, SD=sd, SH=sh, SW=sw, PD=pd, PH=ph, PW=pw, DD=dd, DH=dh, DW=dw,
+        BLOCK_K=bk, BLOCK_M=bm, CAST=cast, PRECISION=prec, INTERPRET=C.interpreted(),
+        ACC_FP64=x.dtype == torch.float64, num_warps=warps, num_stages=stages,
+    )
+    sizes = (*g3["inp"], *g3["outp"])
+    xs = x5.stride()
+    if n_split == 1:
+        launch(_conv_gram_kernel)[(n_tiles, 1, groups)](
+            x5, tiles, out, m, k, rps, n_tiles, 1, geom.channels_per_group, *sizes, *xs,
+            out.stride(0), out.stride(1), out.stride(2), SPLIT=False, **common,
+        )
+        return
+    ws = torch.empty((groups, n_split, n_tiles, bk, bk), dtype=out.dtype, device=x.device)
+    launch(_conv_gram_kernel)[(n_tiles, n_split, groups)](
+        x5, tiles, ws, m, k, rps, n_tiles, n_split, geom.channels_per_group, *sizes, *xs,
+        0, 0, 0, SPLIT=True, **common,
+    )
+    C.reduce_splits(ws, tiles, out, bk, launch)
+
+
+@register("conv_gram", "triton", C.device_reason)
+def conv_gram_triton(x: torch.Tensor, geom: ConvGeometry, out: torch.Tensor, *, precision: str = "ieee") -> None:
+    """Backend entry of ``sap_kernels.ops.conv_gram``: ``out [G, K_g, K_g] += P_g^T P_g``."""
+    conv_gram_triton_launch(x, geom, out, precision)
