@@ -25,11 +25,12 @@ from typing import Optional, Sequence
 
 import torch
 
-from ._checks import accumulator_dtype
+from ._checks import accumulator, accumulator_dtype
 from .conv_gram import conv_gram
 from .geometry import conv_geometry
 from .gram import gram
 from .projection import scaled_projection
+from .scales import check_alpha
 
 NAMESPACE = "sap_kernels"
 
@@ -96,6 +97,19 @@ def _scaled_projection_fake(weight, eigvals, eigvecs, alpha, wv=None, precision=
     return torch.empty_like(weight)
 
 
+def _check_projection(weight, eigvals, eigvecs, alpha, wv) -> None:
+    """The shape checks of ``scaled_projection`` (the kernels trust their arguments)."""
+    check_alpha(alpha)
+    if weight.dim() < 2:
+        raise ValueError(f"weight must be [..., out, K], got shape {list(weight.shape)}")
+    lead, k = tuple(weight.shape[:-2]), weight.shape[-1]
+    if tuple(eigvals.shape) != (*lead, k) or tuple(eigvecs.shape) != (*lead, k, k):
+        raise ValueError(f"shapes do not match: weight {list(weight.shape)}, eigvals {list(eigvals.shape)}, "
+                         f"eigvecs {list(eigvecs.shape)}")
+    if wv is not None and wv.shape != weight.shape:
+        raise ValueError(f"wv has shape {list(wv.shape)}, expected {list(weight.shape)}")
+
+
 def _register_triton_ops() -> bool:
     try:
         from torch.library import custom_op, triton_op, wrap_triton
@@ -132,6 +146,9 @@ def _register_triton_ops() -> bool:
     @define("triton_gram_", ("out",), _no_result)
     def triton_gram_(x: torch.Tensor, out: torch.Tensor, precision: str = "ieee") -> None:
         """``out [K, K] += x^T x`` for ``x [M, K]`` (2-d), Triton kernels only."""
+        if x.dim() != 2:
+            raise ValueError(f"triton_gram_: x must be [M, K], got shape {list(x.shape)}")
+        accumulator(x, (x.shape[1], x.shape[1]), out, "triton_gram_")  # validates out; kernels trust it
         gram_triton_launch(x, out, precision, launch=launch)
 
     @define("triton_conv_gram_", ("out",), _no_result)
@@ -148,6 +165,7 @@ def _register_triton_ops() -> bool:
     ) -> None:
         """``out [G, K_g, K_g] += P_g^T P_g`` for ``x [N, C, *spatial]``, Triton kernels only."""
         geom = conv_geometry(x.shape, kernel_size, stride, _padding(padding, padding_mode), dilation, groups)
+        accumulator(x, (groups, geom.k_per_group, geom.k_per_group), out, "triton_conv_gram_")
         conv_gram_triton_launch(x, geom, out, precision, launch=launch)
 
     def _projection_fake(weight, eigvals, eigvecs, alpha, wv=None, precision="ieee"):
@@ -163,6 +181,7 @@ def _register_triton_ops() -> bool:
         precision: str = "ieee",
     ) -> torch.Tensor:
         """``W V diag(lambda) V^T`` ``[..., out, K]`` in the compute dtype (fp32; fp64 for fp64)."""
+        _check_projection(weight, eigvals, eigvecs, alpha, wv)
         return scaled_projection_triton_launch(weight, eigvals, eigvecs, alpha, wv, precision, launch=launch)
 
     return True

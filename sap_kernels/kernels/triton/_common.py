@@ -74,9 +74,14 @@ def prep_operand(a, CAST: tl.constexpr, INTERPRET: tl.constexpr):
     if CAST == 1:
         a = a.to(tl.float32)
     elif CAST == 2:
-        a = a.to(tl.bfloat16)
         if INTERPRET:
-            a = a.to(tl.float32)  # rounded to bf16, computed in fp32: the interpreter has no bf16 dot
+            # The interpreter has no bf16 dot and truncates fp32 -> bf16; round to nearest even by
+            # hand (as the GPU does) and keep the rounded values in fp32.
+            bits = a.to(tl.float32).to(tl.uint32, bitcast=True)
+            bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+            a = bits.to(tl.float32, bitcast=True)
+        else:
+            a = a.to(tl.bfloat16)
     return a
 
 
