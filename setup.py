@@ -23,7 +23,9 @@ def _cuda_extensions():
     ext = CUDAExtension(
         name="sap_kernels._C",
         sources=sources,
-        extra_compile_args={"cxx": ["-O3", "-std=c++17"], "nvcc": ["-O3", "-std=c++17", *gencode]},
+        # No -std flag: BuildExtension adds the standard the installed torch's headers need
+        # (C++20 for recent torch, whose ATen headers reject C++17).
+        extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", *gencode]},
     )
     return [ext], {"build_ext": BuildExtension}
 
