@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# One-shot GPU check for the Triton backend: environment, GPU tests, benchmark.
+# Usage (from anywhere): OUT=/some/dir bash benchmarks/gpu_check.sh
+# Writes under $OUT: env.txt, tests.log, tests_junit.xml, bench.log, bench_gram.csv, summary.txt.
+# Designed to finish in well under 8 minutes on one H100/H200 (each step has its own timeout).
+set -u
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+OUT="${OUT:-$ROOT/gpu_out}"
+mkdir -p "$OUT"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONDONTWRITEBYTECODE=1
+unset TRITON_INTERPRET  # compiled kernels on the GPU, never the interpreter
+PY="${PYTHON:-python3}"
+START=$(date +%s)
+status() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$OUT/summary.txt"; }
+: > "$OUT/summary.txt"
+
+{
+  nvidia-smi || true
+  "$PY" - <<'PYEOF'
+import sys, torch
+print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)
+try:
+    import triton; print("triton", triton.__version__)
+except Exception as exc:
+    print("triton missing:", exc)
+print("device", torch.cuda.get_device_name() if torch.cuda.is_available() else "none")
+for mod in ("pytest", "hypothesis", "cupy", "torchvision"):
+    try:
+        __import__(mod); print(mod, "present")
+    except Exception:
+        print(mod, "absent")
+from sap_kernels import ops
+print("conv_gram backends on cuda:", ops.available_backends("conv_gram", "cuda"))
+PYEOF
+} > "$OUT/env.txt" 2>&1
+status "env: $(grep -E '^(device|triton|python)' "$OUT/env.txt" | tr '\n' ' ')"
+
+# Tests: the GPU file always; the op/library files too (they run on CUDA when present);
+# test_triton_ops.py needs hypothesis, so it is left out where that is not installed.
+TESTS="tests/test_triton_gpu.py tests/test_triton_library.py"
+if "$PY" -c "import hypothesis" 2>/dev/null; then TESTS="$TESTS tests/test_triton_ops.py"; fi
+if "$PY" -c "import pytest" 2>/dev/null; then
+  timeout 250 "$PY" -m pytest -q -p no:cacheprovider $TESTS -x --durations=15 \
+      --junitxml="$OUT/tests_junit.xml" > "$OUT/tests.log" 2>&1
+  rc=$?
+  status "tests rc=$rc: $(tail -n 1 "$OUT/tests.log")"
+else
+  status "tests skipped: pytest is not installed"
+fi
+
+timeout 200 "$PY" benchmarks/bench_gram.py --out "$OUT/bench_gram.csv" > "$OUT/bench.log" 2>&1
+rc=$?
+status "benchmark rc=$rc (table in bench.log, CSV in bench_gram.csv)"
+status "done"

@@ -1,0 +1,62 @@
+"""The benchmark script and the GPU check script, exercised on CPU: layer tables against
+torchvision, the ``--smoke`` run end to end, and the shell script's syntax."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+import bench_gram  # noqa: E402
+
+
+def _conv_inputs(model: torch.nn.Module, size: int) -> list[tuple]:
+    seen = []
+
+    def hook(mod, inp, out):
+        x = inp[0]
+        seen.append(bench_gram.ConvShape(x.shape[1], x.shape[2], mod.kernel_size[0], mod.stride[0], mod.padding[0]))
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, size, size))
+    return seen
+
+
+def test_layer_tables_match_torchvision():
+    tv = pytest.importorskip("torchvision")
+    r50 = tv.models.resnet50(weights=None)
+    assert sorted(map(repr, _conv_inputs(r50, 224))) == sorted(repr(s) for _, s in bench_gram.resnet50_imagenet())
+    r18 = tv.models.resnet18(weights=None, num_classes=10)
+    r18.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    r18.maxpool = torch.nn.Identity()
+    assert sorted(map(repr, _conv_inputs(r18, 32))) == sorted(repr(s) for _, s in bench_gram.resnet18_cifar())
+
+
+def test_smoke_run_writes_csv(tmp_path):
+    env = dict(os.environ, OUT=str(tmp_path))
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_gram.py"), "--smoke",
+                          "--smoke-layers", "2"], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    with open(tmp_path / "bench_gram.csv") as f:
+        header = f.readline()
+        rows = list(csv.DictReader(f))
+    assert header.startswith("# device:")
+    assert {r["model"] for r in rows if r["kind"] == "conv_gram"} == {"resnet18-cifar", "resnet50-224"}
+    methods = {r["method"] for r in rows}
+    assert {"unfold+mm", "torch-backend", "triton", "two-torch.mm", "triton-fused"} <= methods
+    for r in rows:
+        assert float(r["median_ms"]) > 0
+        assert float(r["rel_diff_vs_unfold_mm"]) < 1e-5, r
+    assert "median_ms" in res.stdout
+
+
+def test_gpu_check_script_parses():
+    subprocess.run(["bash", "-n", os.path.join(ROOT, "benchmarks", "gpu_check.sh")], check=True)
