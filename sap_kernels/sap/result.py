@@ -1,0 +1,89 @@
+"""What ``project`` returns: the corrected model and a report."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+@dataclass
+class LayerReport:
+    """One projected layer.
+
+    eigenvalues: ``[groups, K]`` float32 on CPU, each row in descending order (Gram energies).
+    """
+
+    name: str
+    kind: str
+    K: int
+    groups: int
+    rows: int
+    eigenvalues: torch.Tensor
+
+    def energy_rank(self, fraction: float = 0.99) -> int:
+        """Directions needed to hold ``fraction`` of the energy (largest over groups)."""
+        e = self.eigenvalues.clamp_min(0).double()
+        total = e.sum(1, keepdim=True).clamp_min(1e-300)
+        return int(((e.cumsum(1) / total) < fraction).sum(1).add(1).clamp_max(self.K).max())
+
+
+@dataclass
+class SAPResult:
+    """Outcome of ``sap_kernels.project``.
+
+    Attributes:
+        model: the corrected model (the caller's own object when ``inplace=True``).
+        alpha: chosen alpha; ``math.inf`` means the unchanged model scored best.
+        scores: alpha -> validation accuracy in [0, 1]; key ``math.inf`` is the unchanged model.
+            Empty when ``alpha`` was given.
+        trusted_indices: ``[n_trusted]`` int64, positions of the trusted samples in the order the
+            loader yielded them.
+        layers: one ``LayerReport`` per projected layer.
+        skipped: ``(module name, reason)`` for every parametrised module that was not projected.
+        validation: where the alpha scores came from.
+        holdout_indices: positions held out for choosing alpha (when no ``val_loader``), else None.
+        timings: seconds per phase.
+    """
+
+    model: nn.Module
+    alpha: float
+    scores: dict[float, float]
+    trusted_indices: torch.Tensor
+    layers: list[LayerReport]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    validation: str = ""
+    holdout_indices: Optional[torch.Tensor] = None
+    n_samples: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """A readable multi-line report."""
+        alpha = "unchanged (inf)" if math.isinf(self.alpha) else f"{self.alpha:.4g}"
+        lines = [
+            f"SAP: alpha = {alpha}; {len(self.trusted_indices)} trusted of {self.n_samples} samples; "
+            f"{len(self.layers)} layers projected; validation: {self.validation}",
+        ]
+        if self.scores:
+            lines.append("  alpha        val acc")
+            for a in sorted(self.scores, key=lambda v: (math.isinf(v), v)):
+                mark = "  <- chosen" if a == self.alpha else ""
+                name = "unchanged" if math.isinf(a) else f"{a:.4g}"
+                lines.append(f"  {name:<12} {100 * self.scores[a]:6.2f}%{mark}")
+        w = max([len(r.name) for r in self.layers] + [5])
+        lines.append(f"  {'layer':<{w}}  {'kind':<8} {'K':>6} {'groups':>6} {'rows':>10} {'rank99':>6}")
+        for r in self.layers:
+            lines.append(
+                f"  {r.name:<{w}}  {r.kind:<8} {r.K:>6} {r.groups:>6} {r.rows:>10} {r.energy_rank():>6}"
+            )
+        if self.skipped:
+            lines.append("  not projected:")
+            lines += [f"    {n}: {why}" for n, why in self.skipped]
+        if self.timings:
+            lines.append("  time: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items()))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
