@@ -42,7 +42,7 @@ pytestmark = [
     ),
 ]
 TOL = 1e-5  # fp32 "ieee" vs float64
-FAST = settings(deadline=None, max_examples=20, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(deadline=None, max_examples=30, suppress_health_check=[HealthCheck.too_slow])
 ODD = [1, 2, 3, 5, 7, 11, 13, 17, 31, 37, 64, 65, 97]
 
 
@@ -252,7 +252,7 @@ def test_reference_im2col_matches_conv():
 
 
 # On a GPU every new geometry compiles a kernel (about a second), so fewer examples there.
-@settings(deadline=None, max_examples=30 if DEVICE == "cpu" else 12, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=60 if DEVICE == "cpu" else 12, suppress_health_check=[HealthCheck.too_slow])
 @given(case=conv_cases(), data=st.data())
 def test_conv_gram_matches_float64(case, data):
     x = make_input(case)
