@@ -1,10 +1,15 @@
 """Torch backend of ``conv_gram``: im2col one bounded chunk at a time, never the whole matrix.
 
-The patch matrix is produced as a strided view (``F.pad`` + ``Tensor.unfold`` per spatial dim,
-dilation by slicing the window), and only a chunk of it (a range of samples, and of the first
-output dim when one sample alone is too large) is copied into a contiguous buffer and multiplied.
-Peak extra memory: ``groups * K_g^2`` for the result plus one chunk (``$SAP_KERNELS_CHUNK_MB``,
-at least one output row of one sample) plus the padded copy of one sample range.
+The input is read channels-last (``[n, *spatial, C]``), so that each patch row is copied in
+contiguous runs of ``C`` values: the im2col view comes from ``F.pad`` + ``Tensor.unfold`` per
+spatial dim (dilation by slicing the window), and only a chunk of it (a range of samples, and of
+the first output dim when one sample alone is too large) is copied into a buffer and multiplied.
+Those rows are ordered ``(kernel offset, channel)``; the Gram is permuted once per call to the
+``(channel, kernel offset)`` order of ``weight.flatten(1)`` (a ``K^2`` gather).
+
+Peak extra memory: one ``[G, K_g, K_g]`` Gram in the working order, one chunk of rows
+(``$SAP_KERNELS_CHUNK_MB``, at least one output row of one sample) and the padded
+channels-last copy of one range of samples.
 """
 from __future__ import annotations
 
@@ -20,32 +25,44 @@ from .syrk import batched_syrk_
 
 
 def patch_view(x: torch.Tensor, geom: ConvGeometry) -> torch.Tensor:
-    """Strided im2col view of ``x [n, C, *spatial]`` as ``[n, C, *out_spatial, *kernel_size]`` (no copy
-    beyond the zero padding)."""
+    """Strided im2col view of ``x [n, C, *spatial]`` as ``[n, *out_spatial, *kernel_size, C]``.
+
+    Only the channels-last, zero-padded copy of ``x`` is materialised.
+    """
     nd = geom.nd
-    pads: list[int] = []
+    pads = [0, 0]  # F.pad lists the last dim first: C is not padded
     for lo, hi in zip(reversed(geom.pad_lo), reversed(geom.pad_hi)):
         pads += [lo, hi]
-    v = F.pad(x, pads) if any(pads) else x
+    v = F.pad(x.movedim(1, -1), pads)  # [n, *padded, C], contiguous
     for d in range(nd):
         span = geom.dilation[d] * (geom.kernel_size[d] - 1) + 1
-        v = v.unfold(2 + d, span, geom.stride[d])
+        v = v.unfold(1 + d, span, geom.stride[d])
         if geom.dilation[d] > 1:
             v = v[..., :: geom.dilation[d]]
-    return v
+    # v: [n, *o, C, *k] -> [n, *o, *k, C]
+    return v.movedim(1 + nd, -1)
 
 
 def patch_rows(view: torch.Tensor, geom: ConvGeometry, dtype: torch.dtype) -> torch.Tensor:
-    """Copy a patch view ``[n, C, *o, *k]`` into contiguous group-major rows ``[G, rows, K_g]``."""
+    """Copy a patch view ``[n, *o, *k, C]`` into group-major rows ``[G, rows, P * C_g]``
+    (column order ``(kernel offset, channel)``, ``P = prod(kernel_size)``)."""
     nd = geom.nd
-    n, c = view.shape[:2]
-    o = view.shape[2 : 2 + nd]
-    # [n, *o, C, *k] then split C = G * C_g.
-    perm = (0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd))
+    n = view.shape[0]
+    o = view.shape[1 : 1 + nd]
+    p = math.prod(geom.kernel_size)
+    g, cg = geom.groups, geom.channels_per_group
     rows = n * math.prod(o)
-    buf = torch.empty((rows, geom.groups, geom.k_per_group), dtype=dtype, device=view.device)
-    buf.view(n, *o, c, *geom.kernel_size).copy_(view.permute(perm))
-    return buf.transpose(0, 1)
+    buf = torch.empty((g, rows, p, cg), dtype=dtype, device=view.device)
+    src = view.reshape(*view.shape[:-1], g, cg).movedim(-2, 0)  # [G, n, *o, *k, C_g]
+    buf.view(g, n, *o, *geom.kernel_size, cg).copy_(src)
+    return buf.view(g, rows, p * cg)
+
+
+def to_weight_order(geom: ConvGeometry, device: torch.device) -> torch.Tensor:
+    """Index ``[K_g]``: position ``c * P + p`` (weight order) takes working index ``p * C_g + c``."""
+    p = math.prod(geom.kernel_size)
+    cg = geom.channels_per_group
+    return torch.arange(p * cg, device=device).view(p, cg).t().reshape(-1)
 
 
 @register("conv_gram", "torch")
@@ -68,12 +85,10 @@ def conv_gram_torch(x: torch.Tensor, geom: ConvGeometry, out: torch.Tensor, *, p
     per_o1 = per_sample // o1
     samples = max(1, budget_rows // per_sample)
     o_step = o1 if samples > 1 or per_sample <= budget_rows else max(1, budget_rows // per_o1)
+    work = torch.zeros_like(out)
     for n0 in range(0, n_total, samples):
         view = patch_view(x[n0 : n0 + samples], geom)
         for a in range(0, o1, o_step):
-            rows = patch_rows(view[:, :, a : a + o_step], geom, out.dtype)
-            if geom.groups == 1:
-                batched_syrk_(out, rows)
-            else:
-                # Group-major copy keeps each group's rows contiguous for the batched GEMM.
-                batched_syrk_(out, rows.contiguous())
+            batched_syrk_(work, patch_rows(view[:, a : a + o_step], geom, out.dtype))
+    idx = to_weight_order(geom, out.device)
+    out += work[:, idx][:, :, idx]

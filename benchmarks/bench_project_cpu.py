@@ -1,0 +1,101 @@
+"""``project`` against the published pipeline on ResNet-18 / 32x32, wall time and peak memory.
+
+Each measurement runs in a fresh subprocess so that its peak resident memory (ru_maxrss) is its
+own. Prints a table; ``--csv PATH`` also writes it.
+
+    python benchmarks/bench_project_cpu.py                 # project at 1000, published at 300
+    python benchmarks/bench_project_cpu.py --authors-n 100 --n 1000 --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _child(method: str, n: int, alpha: float, threads: int, eig_dtype: str) -> dict:
+    import torch
+
+    sys.path.insert(0, HERE)
+    from resnet_cifar import ResNet18
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = ResNet18()
+    inputs = torch.randn(n, 3, 32, 32)
+    labels = torch.randint(0, 10, (n,))
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    if method == "project":
+        import sap_kernels
+
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(inputs, labels), batch_size=100)
+        res = sap_kernels.project(model, loader, alpha=alpha, n_trusted=n, progress=False, inplace=True,
+                                  eig_dtype=getattr(torch, eig_dtype))
+        phases = res.timings
+    else:
+        from authors_pipeline import authors_project
+
+        authors_project(model, inputs, alpha)
+        phases = {}
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"method": method, "n": n, "wall_s": wall, "peak_rss_gb": peak / 2**20,
+            "extra_rss_gb": (peak - base) / 2**20, "phases": phases}
+
+
+def _run(method: str, n: int, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", method, "--n", str(n), "--alpha", str(args.alpha),
+           "--threads", str(args.threads), "--eig-dtype", args.eig_dtype]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"method": method, "n": n, "error": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1000, help="trusted samples for project")
+    ap.add_argument("--authors-n", type=int, default=300, help="samples for the published pipeline (1000 needs > 24 GB)")
+    ap.add_argument("--alpha", type=float, default=3e4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eig-dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--csv")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(_child(args.child, args.n, args.alpha, args.threads, args.eig_dtype)))
+        return
+    import torch
+
+    rows = [_run("published", args.authors_n, args), _run("project", args.n, args)]
+    print(f"ResNet-18 (32x32), CPU, {args.threads} threads, torch {torch.__version__}, alpha={args.alpha:g}, "
+          f"project eig dtype {args.eig_dtype}")
+    print(f"{'method':<26} {'samples':>7} {'wall s':>8} {'peak RSS GB':>12} {'s/sample':>9}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['method']:<26} {r['n']:>7}  failed: {r['error']}")
+            continue
+        name = "published (unfold+SVD)" if r["method"] == "published" else "sap_kernels.project"
+        print(f"{name:<26} {r['n']:>7} {r['wall_s']:>8.1f} {r['peak_rss_gb']:>12.2f} {r['wall_s'] / r['n']:>9.3f}")
+    ok = [r for r in rows if "error" not in r]
+    if len(ok) == 2:
+        a, p = ok
+        print(f"per-sample speed-up of project: {(a['wall_s'] / a['n']) / (p['wall_s'] / p['n']):.1f}x; "
+              f"project phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in p["phases"].items()))
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["method", "n", "wall_s", "peak_rss_gb", "extra_rss_gb", "error"], extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
