@@ -20,10 +20,17 @@ from .spectrum import decompose
 from .trusted import Selection, select_trusted
 from .weights import LayerProjector
 
-# fp32 Grams are decomposed in fp32: against a float64 SVD of the same activations the error is
-# of the order of the Gram's own fp32 rounding either way (measured, see README "Precision"), and
-# fp32 eigh takes half the CPU time. fp64 Grams (fp64 models) are decomposed in fp64.
-DEFAULT_EIG_DTYPE = torch.float32
+# Eigendecomposition precision, chosen by measured error against a float64 SVD (README
+# "Precision"): fp32 eigh of a K = 300..1440 Gram moved the projection by up to 3e-4 at
+# alpha = 1e4, fp64 by 1e-5; fp64 costs little below K ~ 2048 and about 2x above, where the
+# widest layers (K = 4608 in ResNet-18) dominate the CPU time, so those stay in fp32.
+EIG_FP64_MAX_K = 2048
+
+
+def _eig_dtype(spec: LayerSpec, gram: torch.Tensor) -> torch.dtype:
+    if gram.dtype == torch.float64 or spec.k <= EIG_FP64_MAX_K:
+        return torch.float64
+    return torch.float32
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -107,8 +114,8 @@ def project(
         progress: show tqdm progress bars.
         holdout, max_holdout, seed: the automatic validation split.
         batch_size: batch size of the activation pass (default: the loader's).
-        eig_dtype: dtype of the eigendecomposition (default: float32 for fp32 Grams, float64 for
-            a float64 model).
+        eig_dtype: dtype of the eigendecomposition (default: float64 for layers with
+            ``K <= 2048`` and float64 models, float32 for wider layers).
         backend: force a kernel backend (``"torch"``, ``"triton"``, ``"cuda"``).
     Returns:
         ``SAPResult`` with ``.model``, ``.alpha``, ``.scores``, ``.trusted_indices``, ``.layers``.
@@ -167,7 +174,7 @@ def project(
             if gram is None or rows == 0:
                 skipped.append((spec.name, "never called during the forward pass"))
                 continue
-            spectrum = decompose(gram, eig_dtype or torch.promote_types(gram.dtype, DEFAULT_EIG_DTYPE))
+            spectrum = decompose(gram, eig_dtype or _eig_dtype(spec, gram))
             del gram
             projectors.append(LayerProjector(spec, spectrum, backend=backend))
             reports.append(LayerReport(spec.name, spec.kind, spec.k, spec.groups, rows,
