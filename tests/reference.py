@@ -49,7 +49,8 @@ def sap_weight(weight: torch.Tensor, rows: torch.Tensor, alpha: float) -> torch.
     w = weight.double().reshape(groups, weight.shape[0] // groups, k)
     out = torch.empty_like(w)
     for g in range(groups):
-        _, s, vh = torch.linalg.svd(rows[g], full_matrices=True)
+        # Full V only when rows < K (the null directions, lambda = 0); U is never needed.
+        _, s, vh = torch.linalg.svd(rows[g], full_matrices=rows.shape[1] < k)
         e = torch.zeros(k, dtype=torch.float64)
         e[: s.numel()] = s**2
         r = e / e.sum()
