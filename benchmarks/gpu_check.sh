@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One-shot GPU check for the Triton backend: environment, GPU tests, benchmark.
+# One-shot GPU check: environment, Triton GPU tests, project() end to end on CUDA, Gram benchmark,
+# CUDA C++ extension build and tests.
 # Usage (from anywhere): OUT=/some/dir bash benchmarks/gpu_check.sh
-# Writes under $OUT: env.txt, tests.log, tests_junit.xml, bench.log, bench_gram.csv, summary.txt.
-# Designed to finish in well under 8 minutes on one H100/H200 (each step has its own timeout).
+# Writes under $OUT: env.txt, tests.log, project_gpu.log, bench.log, bench_gram.csv, cuda.log, summary.txt.
+# Designed to finish in under 9 minutes on one H100/H200 (each step has its own timeout).
 set -u
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -42,15 +43,24 @@ status "env: $(grep -E '^(device|triton|python)' "$OUT/env.txt" | tr '\n' ' ')"
 TESTS="tests/test_triton_gpu.py tests/test_triton_library.py"
 if "$PY" -c "import hypothesis" 2>/dev/null; then TESTS="$TESTS tests/test_triton_ops.py"; fi
 if "$PY" -c "import pytest" 2>/dev/null; then
-  timeout 250 "$PY" -m pytest -q -p no:cacheprovider $TESTS -x --durations=15 \
-      --junitxml="$OUT/tests_junit.xml" > "$OUT/tests.log" 2>&1
+  timeout 150 "$PY" -m pytest -q -p no:cacheprovider $TESTS -x --durations=15 > "$OUT/tests.log" 2>&1
   rc=$?
   status "tests rc=$rc: $(tail -n 1 "$OUT/tests.log")"
 else
   status "tests skipped: pytest is not installed"
 fi
 
-timeout 200 "$PY" benchmarks/bench_gram.py --out "$OUT/bench_gram.csv" > "$OUT/bench.log" 2>&1
+timeout 60 "$PY" benchmarks/project_gpu_check.py > "$OUT/project_gpu.log" 2>&1
+status "project on CUDA rc=$?: $(tail -n 1 "$OUT/project_gpu.log")"
+
+timeout 150 "$PY" benchmarks/bench_gram.py --out "$OUT/bench_gram.csv" > "$OUT/bench.log" 2>&1
 rc=$?
 status "benchmark rc=$rc (table in bench.log, CSV in bench_gram.csv)"
+
+# CUDA C++ extension: build in place (sap_kernels/_C*.so, git-ignored), then its GPU tests.
+export CUDA_HOME="${CUDA_HOME:-$("$PY" -c 'import torch.utils.cpp_extension as c; print(c.CUDA_HOME or "/usr/local/cuda")')}"
+[ -f "$CUDA_HOME/include/cuda_runtime_api.h" ] || export CUDA_HOME=/usr/local/cuda
+{ MAX_JOBS=8 SAP_KERNELS_BUILD_CUDA=1 timeout 120 "$PY" setup.py build_ext --inplace 2>&1 | tail -40
+  timeout 60 "$PY" -m pytest -q -rs -p no:cacheprovider -m gpu tests/test_cuda_build.py 2>&1 | tail -40; } > "$OUT/cuda.log"
+status "cuda: $(tail -n 1 "$OUT/cuda.log")"
 status "done"
