@@ -2,19 +2,31 @@
 
 Inputs may be a tensor, a tuple/list of tensors (passed as positional arguments) or a dict of
 tensors (passed as keyword arguments); dim 0 of every tensor is the sample dim.
+
+A loader may yield ``(inputs, labels)`` pairs (the default) or anything else, dicts included,
+with ``make_splitter``: ``label_key=`` and ``input_key=`` name the entries of a dict batch, or
+``batch_fn=`` maps a batch to ``(inputs, labels)``.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 from torch import nn
+
+
+Splitter = Callable[[Any], tuple]
 
 
 def split_batch(batch: Any) -> tuple[Any, torch.Tensor]:
     """``(inputs, labels)`` from one loader batch, with a clear error for anything else."""
     if isinstance(batch, (tuple, list)) and len(batch) == 2:
         inputs, labels = batch
+    elif isinstance(batch, dict):
+        raise TypeError(
+            f"the loader yields dict batches (keys {sorted(map(str, batch))}); say which entries are the "
+            "model input and the label with input_key=/label_key=, or pass batch_fn=lambda b: (inputs, labels)"
+        )
     else:
         raise TypeError(
             "the loader must yield (inputs, labels) pairs; got a batch of type "
@@ -23,6 +35,54 @@ def split_batch(batch: Any) -> tuple[Any, torch.Tensor]:
     if not isinstance(labels, torch.Tensor):
         labels = torch.as_tensor(labels)
     return inputs, labels
+
+
+def make_splitter(
+    batch_fn: Optional[Splitter] = None,
+    input_key: Optional[Union[str, Sequence[str]]] = None,
+    label_key: Optional[str] = None,
+) -> Splitter:
+    """A function ``batch -> (inputs, labels [B] int)``.
+
+    Args:
+        batch_fn: maps one loader batch to ``(inputs, labels)``; excludes the keys.
+        input_key: for dict batches, the entry passed to the model as its one positional
+            argument (a str), or several entries passed as keyword arguments (a list of str).
+            Default with ``label_key``: every other entry, as keyword arguments.
+        label_key: for dict batches, the entry holding the labels.
+    """
+    if batch_fn is not None:
+        if input_key is not None or label_key is not None:
+            raise ValueError("give either batch_fn or input_key/label_key, not both")
+
+        def split_fn(batch):
+            out = batch_fn(batch)
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise TypeError(f"batch_fn must return (inputs, labels), got {type(out).__name__}")
+            return split_batch(tuple(out))
+
+        return split_fn
+    if input_key is None and label_key is None:
+        return split_batch
+    if label_key is None:
+        raise ValueError("input_key needs label_key (the dict entry holding the labels)")
+
+    def split_dict(batch):
+        if not isinstance(batch, dict):
+            raise TypeError(f"input_key/label_key need dict batches; the loader yielded {type(batch).__name__}")
+        missing = [k for k in ([label_key] + ([input_key] if isinstance(input_key, str) else list(input_key or [])))
+                   if k not in batch]
+        if missing:
+            raise KeyError(f"batch has no entries {missing}; its keys are {sorted(map(str, batch))}")
+        if isinstance(input_key, str):
+            inputs = batch[input_key]
+        elif input_key is not None:
+            inputs = {k: batch[k] for k in input_key}
+        else:
+            inputs = {k: v for k, v in batch.items() if k != label_key}
+        return split_batch((inputs, batch[label_key]))
+
+    return split_dict
 
 
 def map_tensors(obj: Any, fn) -> Any:

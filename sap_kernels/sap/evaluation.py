@@ -26,11 +26,13 @@ class CachedSplit:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, data: Iterable, device: torch.device) -> float:
-    """Top-1 accuracy in [0, 1] of ``model`` (in eval mode) over ``(inputs, labels)`` batches."""
+def accuracy(model: nn.Module, data: Iterable, device: torch.device,
+             split: batches.Splitter = batches.split_batch) -> float:
+    """Top-1 accuracy in [0, 1] of ``model`` (in eval mode) over batches ``split`` into
+    ``(inputs, labels)``."""
     correct = total = 0
     for b, batch in enumerate(data):
-        inputs, labels = batches.split_batch(batch)
+        inputs, labels = split(batch)
         logits = batches.call_model(model, batches.to_device(inputs, device))
         labels = check_labels(labels.to(logits.device), logits.shape[1], b)
         correct += int((logits.argmax(1) == labels).sum())
@@ -52,17 +54,18 @@ def sweep(
     data: Iterable,
     device: torch.device,
     progress: bool,
+    split: batches.Splitter = batches.split_batch,
 ) -> dict[float, float]:
     """Validation accuracy for the unchanged model (key ``inf``) and each alpha.
 
     Leaves the model's weights at their originals.
     """
-    scores: dict[float, float] = {math.inf: accuracy(model, data, device)}
+    scores: dict[float, float] = {math.inf: accuracy(model, data, device, split)}
     try:
         for a in tqdm(alphas, desc="SAP: alpha sweep", disable=not progress, leave=False):
             for p in projectors:
                 p.write(a)
-            scores[float(a)] = accuracy(model, data, device)
+            scores[float(a)] = accuracy(model, data, device, split)
     finally:
         for p in projectors:
             p.restore()

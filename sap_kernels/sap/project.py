@@ -2,23 +2,25 @@
 from __future__ import annotations
 
 import contextlib
-import copy
-import math
 import time
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from . import batches
-from .capture import GramCollector
+from .capture import Accumulator, GramCollector
 from .evaluation import CachedSplit, best_alpha, sweep, validate_alphas
-from .layers import LayerSpec, Selector, discover
+from .head import find_head
+from .layers import Selector, Selection as LayerSelection, Unit, discover
+from .plan import DryRun, RowCounter, plan_targets
 from .result import LayerReport, SAPResult
-from .spectrum import decompose
+from .spectrum import Spectrum, decompose, decompose_rows
+from .targets import Target
 from .trusted import Selection, select_trusted
 from .weights import LayerProjector
+from .wrappers import unwrap, working_copy
 
 # Eigendecomposition precision, chosen by measured error against a float64 SVD (README
 # "Precision"): fp32 eigh of a K = 300..1440 Gram moved the projection by up to 3e-4 at
@@ -27,10 +29,19 @@ from .weights import LayerProjector
 EIG_FP64_MAX_K = 2048
 
 
-def _eig_dtype(spec: LayerSpec, gram: torch.Tensor) -> torch.dtype:
-    if gram.dtype == torch.float64 or spec.k <= EIG_FP64_MAX_K:
+def _eig_dtype(width: int, data: torch.Tensor) -> torch.dtype:
+    """float64 for float64 data and for problems up to ``EIG_FP64_MAX_K`` wide, else float32."""
+    if data.dtype == torch.float64 or width <= EIG_FP64_MAX_K:
         return torch.float64
     return torch.float32
+
+
+def _spectrum(acc: Accumulator, eig_dtype: Optional[torch.dtype]) -> Spectrum:
+    """Eigenpairs of one stream: dual from its rows while it holds rows, else from its Gram."""
+    rows = acc.kept()
+    if rows is not None:
+        return decompose_rows(rows, eig_dtype or _eig_dtype(rows.shape[-2], rows))
+    return decompose(acc.gram, eig_dtype or _eig_dtype(acc.spec.k, acc.gram))
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -56,14 +67,54 @@ def _known_size(loader: Iterable) -> Optional[int]:
     return (n // bs) * bs if getattr(loader, "drop_last", False) else n
 
 
-def _collect(target: nn.Module, specs: list[LayerSpec], sel: Selection, batch_size: int,
+def _collect(target: nn.Module, units: list[Unit], sel: Selection, batch_size: int,
              device: torch.device, backend: Optional[str], progress: bool) -> GramCollector:
-    collector = GramCollector(specs, backend=backend)
+    collector = GramCollector(units, backend=backend)
     n = sel.labels.shape[0]
     with collector, torch.no_grad():
         for a in tqdm(range(0, n, batch_size), desc="SAP: collecting activations", disable=not progress, leave=False):
             batches.call_model(target, batches.to_device(batches.slice_rows(sel.inputs, a, a + batch_size), device))
     return collector
+
+
+def _selected(units: list[Unit], selection: LayerSelection) -> list[Target]:
+    return [t for u in units for t in u.targets() if selection.reason(t, u.module) is None]
+
+
+def _drop_head(units: list[Unit], head: str, skipped: list[tuple[str, str]]) -> list[Unit]:
+    skipped.append((head, "classifier head (skip_head=True)"))
+    return [u for u in units if u.name != head]
+
+
+@torch.no_grad()
+def _dry_run(model: nn.Module, loader: Iterable, split, *, layers, skip, skip_head: bool,
+             n_trusted: int, progress: bool) -> DryRun:
+    inner, _ = unwrap(model)
+    units, selection, skipped = discover(inner, layers, skip)
+    device = _device_of(inner)
+    batch = next(iter(loader), None)
+    if batch is None:
+        raise ValueError("the loader yielded no samples")
+    inputs, labels = split(batch)
+    inputs = batches.to_device(inputs, device)
+    modes = {m: m.training for m in inner.modules()}
+    head = None
+    try:
+        inner.eval()
+        if skip_head:
+            head = find_head(inner, units, inputs)
+            units = _drop_head(units, head, skipped)
+        counter = RowCounter(units)
+        with counter:
+            batches.call_model(inner, inputs)
+    finally:
+        for m, training in modes.items():
+            m.train(training)
+    targets = _selected(units, selection)
+    plan = DryRun(plan_targets(targets, counter, batches.batch_len(inputs), n_trusted), skipped, head, n_trusted)
+    if progress:
+        print(plan.summary())
+    return plan
 
 
 def project(
@@ -77,6 +128,7 @@ def project(
     class_balanced: bool = False,
     layers: Optional[Union[Selector, Iterable[Selector]]] = None,
     skip: Optional[Union[Selector, Iterable[Selector]]] = None,
+    skip_head: bool = False,
     inplace: bool = False,
     progress: bool = True,
     holdout: float = 0.1,
@@ -85,43 +137,70 @@ def project(
     batch_size: Optional[int] = None,
     eig_dtype: Optional[torch.dtype] = None,
     backend: Optional[str] = None,
-) -> SAPResult:
+    batch_fn: Optional[Callable[[Any], tuple]] = None,
+    input_key: Optional[Union[str, Sequence[str]]] = None,
+    label_key: Optional[str] = None,
+    dry_run: bool = False,
+) -> Union[SAPResult, DryRun]:
     """Correct a classifier trained on noisy labels with Scaled Activation Projection.
 
-    Every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` (groups included) has its weight ``W`` (flattened
-    to ``[out, K]`` per group) replaced by ``W V diag(lambda) V^T``, where ``V``/``e`` are the
-    eigenpairs of the Gram of the layer's inputs on the trusted samples and
-    ``lambda = alpha r / ((alpha - 1) r + 1)``, ``r = e / sum(e)``. Biases stay as they are.
+    Every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` (groups included) and every
+    ``nn.MultiheadAttention`` (its in-projection, packed or per q/k/v, and its ``out_proj``) has
+    its weight ``W`` (flattened to ``[out, K]`` per group) replaced by ``W V diag(lambda) V^T``,
+    where ``V``/``e`` are the eigenpairs of the Gram of the layer's inputs on the trusted samples
+    and ``lambda = alpha r / ((alpha - 1) r + 1)``, ``r = e / sum(e)``. Biases stay as they are.
+    A layer that saw no more activation rows than its width ``K`` is decomposed through its rows
+    (rank <= rows; directions of zero energy get ``lambda = 0``), so time and memory scale with
+    ``min(rows, K)``. See ``docs/architectures.md``.
 
     Args:
         model: a classifier returning logits ``[batch, classes]``; on CPU or GPU (inputs are
-            moved to the device of its first parameter).
-        loader: re-iterable of ``(inputs, labels)`` batches of the (noisy) training set; inputs a
-            tensor, a tuple (positional args) or a dict (keyword args); labels int class indices.
-            Iterated once (twice when not every sample is trusted it is not re-read: the trusted
-            samples are kept in host memory, so shuffling loaders are fine).
-        val_loader: ``(inputs, labels)`` batches used to choose alpha (labels may be as noisy as
-            the training labels). Without it, and without ``alpha``, a seeded ``holdout``
+            moved to the device of its first parameter), in float32, float64, float16 or
+            bfloat16 (Grams are accumulated in float32 or float64 whatever the model's dtype).
+            ``nn.DataParallel``/``DistributedDataParallel``/``torch.compile`` wrappers are peeled
+            off: the module inside is run eagerly and projected, and layer names are reported
+            relative to it (no ``module.``/``_orig_mod.`` prefix).
+        loader: re-iterable of batches of the (noisy) training set: ``(inputs, labels)`` pairs, or
+            anything ``batch_fn``/``input_key``/``label_key`` turn into one; inputs a tensor, a
+            tuple (positional args) or a dict (keyword args); labels int class indices.
+            Iterated once (the trusted samples are kept in host memory, so shuffling loaders
+            are fine).
+        val_loader: batches (read like ``loader``'s) used to choose alpha (labels may be as noisy
+            as the training labels). Without it, and without ``alpha``, a seeded ``holdout``
             fraction of ``loader`` (at most ``max_holdout`` samples) is set aside and never trusted.
         alpha: use this alpha (> 0; ``math.inf`` leaves the model unchanged); no sweep.
         alphas: grid to search (default ``1, 10**0.5, ..., 1e6``); the unchanged model is always a
             candidate, so the result never scores below it on the validation data.
         n_trusted: number of lowest-loss samples used (paper: 1000).
         class_balanced: take the lowest ``n_trusted / classes`` per class instead.
-        layers, skip: module names, glob patterns or types to include / exclude.
+        layers, skip: module names, glob patterns or types to include / exclude (an attention
+            block's name or type selects all of its weights; ``"<name>.out_proj"`` or
+            ``"<name>.in_proj_weight"`` one of them).
+        skip_head: leave the classifier head alone: the Linear/Conv layer whose output is the
+            logits the model returns (found by one forward pass on two samples; see ``head``).
         inplace: modify ``model`` itself; otherwise a deep copy is corrected and ``model`` is left
             exactly as it was.
-        progress: show tqdm progress bars.
+        progress: show tqdm progress bars (and print the plan of a dry run).
         holdout, max_holdout, seed: the automatic validation split.
         batch_size: batch size of the activation pass (default: the loader's).
-        eig_dtype: dtype of the eigendecomposition (default: float64 for layers with
-            ``K <= 2048`` and float64 models, float32 for wider layers).
+        eig_dtype: dtype of the eigendecomposition (default: float64 for problems up to 2048
+            wide and float64 models, float32 for wider ones).
         backend: force a kernel backend (``"torch"``, ``"triton"``, ``"cuda"``).
+        batch_fn: maps one loader batch to ``(inputs, labels)``.
+        input_key, label_key: for loaders yielding dicts: the label entry, and the entry passed
+            as the model's input (a str: one positional argument; a list of str: keyword
+            arguments; default: every entry but the label, as keyword arguments).
+        dry_run: only report what would be projected (each target's K, groups, rows per sample,
+            method and accumulator memory) from one forward pass on the first batch, with no
+            Gram, no trusted-sample pass and no change to the model; returns a ``DryRun``.
     Returns:
-        ``SAPResult`` with ``.model``, ``.alpha``, ``.scores``, ``.trusted_indices``, ``.layers``.
+        ``SAPResult`` with ``.model``, ``.alpha``, ``.scores``, ``.trusted_indices``, ``.layers``,
+        ``.skipped`` (every parametrised module or weight not projected, and why); a ``DryRun``
+        when ``dry_run=True``.
 
     Memory: beyond the model (and its copy), the trusted samples and hold-out split on the host,
-    one ``[groups, K_g, K_g]`` fp32 Gram per layer, and one bounded im2col chunk at a time.
+    per stream one ``[groups, K, K]`` fp32 Gram, or at most ``K`` kept rows (``groups * K^2``
+    values at most, ``groups * rows * K`` when the rows are fewer), and one bounded im2col chunk.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -131,6 +210,10 @@ def project(
         raise ValueError(f"n_trusted must be a positive int, got {n_trusted!r}")
     if not 0 <= holdout < 1:
         raise ValueError(f"holdout must be in [0, 1), got {holdout!r}")
+    split = batches.make_splitter(batch_fn, input_key, label_key)
+    if dry_run:
+        return _dry_run(model, loader, split, layers=layers, skip=skip, skip_head=skip_head,
+                        n_trusted=n_trusted, progress=progress)
     grid = validate_alphas(alpha, alphas)
     use_holdout = grid is not None and val_loader is None
     if use_holdout and holdout == 0:
@@ -138,47 +221,58 @@ def project(
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    target = model if inplace else copy.deepcopy(model)
+    returned, target, _ = working_copy(model, inplace)
     device = _device_of(target)
-    specs, skipped = discover(target, layers, skip)
-    if not specs:
+    units, selection, skipped = discover(target, layers, skip)
+    if not units:
         raise ValueError(
-            "nothing to project: the model has no selected nn.Linear/nn.Conv1d/2d/3d layer"
+            "nothing to project: the model has no selected nn.Linear/nn.Conv1d/2d/3d/nn.MultiheadAttention layer"
             + ("".join(f"\n  {n}: {why}" for n, why in skipped[:20]))
         )
     modes = {m: m.training for m in target.modules()}
     projectors: list[LayerProjector] = []
-    written = False
     try:
         target.eval()
         single_pass = not use_holdout and _known_size(loader) == n_trusted and not class_balanced
-        collector = GramCollector(specs, backend=backend) if single_pass else None
+        collector = GramCollector(units, backend=backend) if single_pass else None
         with collector if collector is not None else contextlib.nullcontext():
             sel = select_trusted(
                 target, loader, n_trusted=n_trusted, class_balanced=class_balanced,
                 holdout=holdout if use_holdout else 0.0, max_holdout=max_holdout,
-                seed=seed, device=device, progress=progress,
+                seed=seed, device=device, progress=progress, split=split,
             )
+        if skip_head:
+            head = find_head(target, units, batches.to_device(batches.slice_rows(sel.inputs, 0, 2), device))
+            units = _drop_head(units, head, skipped)
         if collector is None or sel.labels.shape[0] != sel.n_seen:
             timings["score"] = time.perf_counter() - clock
             clock = time.perf_counter()
             bs = batch_size or getattr(loader, "batch_size", None) or sel.batch_size
-            collector = _collect(target, specs, sel, int(bs), device, backend, progress)
+            collector = _collect(target, units, sel, int(bs), device, backend, progress)
         timings["activations"] = time.perf_counter() - clock
         clock = time.perf_counter()
 
+        targets = _selected(units, selection)
+        uses = {}
+        for t in targets:
+            uses[t.stream] = uses.get(t.stream, 0) + 1
+        spectra: dict[str, Spectrum] = {}
         reports: list[LayerReport] = []
-        for spec in tqdm(specs, desc="SAP: eigendecomposition", disable=not progress, leave=False):
-            rows = collector.rows[spec.name]
-            gram = collector.grams.pop(spec.name, None)
-            if gram is None or rows == 0:
-                skipped.append((spec.name, "never called during the forward pass"))
+        for t in tqdm(targets, desc="SAP: eigendecomposition", disable=not progress, leave=False):
+            acc = collector.streams.get(t.stream)
+            if acc is None or acc.rows == 0:
+                skipped.append((t.name, "never called during the forward pass"))
                 continue
-            spectrum = decompose(gram, eig_dtype or _eig_dtype(spec, gram))
-            del gram
-            projectors.append(LayerProjector(spec, spectrum, backend=backend))
-            reports.append(LayerReport(spec.name, spec.kind, spec.k, spec.groups, rows,
-                                       spectrum.eigvals.flip(-1).float().cpu()))
+            spectrum = spectra.get(t.stream)
+            if spectrum is None:
+                spectrum = spectra[t.stream] = _spectrum(acc, eig_dtype)
+            uses[t.stream] -= 1
+            if uses[t.stream] == 0:  # free the accumulator and spectrum refs as soon as possible
+                collector.streams.pop(t.stream, None)
+                spectra.pop(t.stream, None)
+            projectors.append(LayerProjector(t, spectrum, backend=backend))
+            reports.append(LayerReport(t.name, t.kind, t.k, t.groups, acc.rows, spectrum.energies(t.k),
+                                       "rows" if spectrum.dual else "gram"))
         if not projectors:
             raise ValueError("nothing to project: no selected layer was called during the forward pass")
         timings["eigh"] = time.perf_counter() - clock
@@ -190,29 +284,28 @@ def project(
             validation = "none (alpha given)"
         else:
             if val_loader is not None:
-                data, validation = val_loader, "val_loader"
+                data, validation, val_split = val_loader, "val_loader", split
             else:
                 if sel.holdout_labels is None:
                     raise ValueError("no samples were held out for choosing alpha; pass val_loader or alpha")
                 n_hold = int(sel.holdout_labels.shape[0])
                 data = CachedSplit(sel.holdout_inputs, sel.holdout_labels, sel.batch_size)
                 validation = f"hold-out of {n_hold} training samples (seed {seed}, never trusted)"
-            scores = sweep(target, projectors, grid, data, device, progress)
+                val_split = batches.split_batch
+            scores = sweep(target, projectors, grid, data, device, progress, val_split)
             chosen = best_alpha(scores)
             timings["sweep"] = time.perf_counter() - clock
-        written = True
         for p in projectors:
             p.write(chosen)
     except BaseException:
-        if written or projectors:
-            for p in projectors:
-                p.restore()
+        for p in projectors:
+            p.restore()
         raise
     finally:
         for m, training in modes.items():
             m.train(training)
     return SAPResult(
-        model=target,
+        model=returned,
         alpha=chosen,
         scores=scores,
         trusted_indices=sel.indices.clone(),

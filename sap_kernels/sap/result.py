@@ -13,7 +13,13 @@ from torch import nn
 class LayerReport:
     """One projected layer.
 
-    eigenvalues: ``[groups, K]`` float32 on CPU, each row in descending order (Gram energies).
+    name: the module name, or for attention weights ``"<block>.in_proj_weight"`` (self-attention,
+        packed), ``"<block>.in_proj_weight[q|k|v]"`` (distinct inputs), ``"<block>.q_proj_weight"``
+        etc., ``"<block>.out_proj"``.
+    eigenvalues: ``[groups, K]`` float32 on CPU, each row in descending order (Gram energies;
+        zeros beyond the rows seen when ``method == "rows"``).
+    method: ``"gram"`` (eigendecomposition of the ``K x K`` Gram) or ``"rows"`` (dual
+        decomposition of the ``rows x rows`` inner products, used when ``rows <= K``).
     """
 
     name: str
@@ -22,6 +28,7 @@ class LayerReport:
     groups: int
     rows: int
     eigenvalues: torch.Tensor
+    method: str = "gram"
 
     def energy_rank(self, fraction: float = 0.99) -> int:
         """Directions needed to hold ``fraction`` of the energy (largest over groups)."""
@@ -73,10 +80,11 @@ class SAPResult:
                 name = "unchanged" if math.isinf(a) else f"{a:.4g}"
                 lines.append(f"  {name:<12} {100 * self.scores[a]:6.2f}%{mark}")
         w = max([len(r.name) for r in self.layers] + [5])
-        lines.append(f"  {'layer':<{w}}  {'kind':<8} {'K':>6} {'groups':>6} {'rows':>10} {'rank99':>6}")
+        kw = max([len(r.kind) for r in self.layers] + [8])
+        lines.append(f"  {'layer':<{w}}  {'kind':<{kw}} {'K':>6} {'groups':>6} {'rows':>10} {'rank99':>6} method")
         for r in self.layers:
             lines.append(
-                f"  {r.name:<{w}}  {r.kind:<8} {r.K:>6} {r.groups:>6} {r.rows:>10} {r.energy_rank():>6}"
+                f"  {r.name:<{w}}  {r.kind:<{kw}} {r.K:>6} {r.groups:>6} {r.rows:>10} {r.energy_rank():>6} {r.method}"
             )
         if self.skipped:
             lines.append("  not projected:")

@@ -116,6 +116,7 @@ def select_trusted(
     seed: int,
     device: torch.device,
     progress: bool,
+    split: batches.Splitter = batches.split_batch,
 ) -> Selection:
     """Run ``model`` (already in eval mode) over ``loader`` and keep the trusted samples.
 
@@ -130,7 +131,7 @@ def select_trusted(
     num_classes = 0
     largest = 0
     for b, batch in enumerate(tqdm(loader, desc="SAP: scoring samples", disable=not progress, leave=False)):
-        inputs, labels = batches.split_batch(batch)
+        inputs, labels = split(batch)
         bsz = labels.shape[0] if labels.dim() else 0
         if bsz == 0:
             continue

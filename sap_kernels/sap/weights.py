@@ -1,49 +1,51 @@
-"""Per-layer weight projection, shared by the alpha sweep and the final write."""
+"""Per-target weight projection, shared by the alpha sweep and the final write."""
 from __future__ import annotations
 
 import torch
 
 from .. import ops
-from .layers import LayerSpec
 from .spectrum import Spectrum
-
-
-def grouped_weight(spec: LayerSpec) -> torch.Tensor:
-    """The weight as ``[groups, out/groups, K_g]`` (a view for contiguous weights)."""
-    w = spec.module.weight
-    return w.detach().reshape(spec.groups, w.shape[0] // spec.groups, spec.k)
+from .targets import Target
 
 
 class LayerProjector:
-    """Projects one layer's weight for any alpha, computing ``T = W V`` once.
+    """Projects one target's weight (or block of rows) for any alpha, computing ``T = W V`` once.
 
-    Memory: one extra copy of the weight (``T``) in the decomposition dtype.
+    With a full spectrum (``V [groups, K, K]``) the projection is ``ops.scaled_projection``; with a
+    dual one (``V [groups, K, m]``, ``m`` rows seen, the rest of the directions having
+    ``lambda = 0``) it is ``(W V) diag(lambda) V^T`` on the rank-``m`` part only.
+
+    Memory: one extra copy of the weight block (the original) plus ``T`` ``[groups, out_g, K or m]``
+    in the decomposition dtype.
     """
 
-    def __init__(self, spec: LayerSpec, spectrum: Spectrum, backend=None):
-        self.spec = spec
+    def __init__(self, target: Target, spectrum: Spectrum, backend=None):
+        self.target = target
         self.spectrum = spectrum
         self.backend = backend
-        self.original = spec.module.weight.detach().clone()
-        w = grouped_weight(spec).to(spectrum.eigvecs.dtype)
-        self.wv = w @ spectrum.eigvecs  # [groups, out_g, K_g]
+        self.original = target.weight().clone()
+        self.shape = (target.groups, self.original.shape[0] // target.groups, target.k)
+        w = self.original.reshape(self.shape).to(spectrum.eigvecs.dtype)
+        self.wv = w @ spectrum.eigvecs  # [groups, out_g, K] or [groups, out_g, m]
 
     def weight(self, alpha: float) -> torch.Tensor:
-        """The projected weight, shaped and typed like the module's weight."""
+        """The projected weight block, shaped and typed like the original."""
         if alpha == float("inf"):
             return self.original
-        w = self.original.reshape(self.wv.shape)
         s = self.spectrum
-        new = ops.scaled_projection(
-            w.to(s.eigvecs.dtype), s.eigvals, s.eigvecs, alpha, wv=self.wv, backend=self.backend
-        )
+        if s.dual:
+            lam = ops.sap_scales(s.eigvals, alpha)  # [groups, m]
+            new = (self.wv * lam[:, None, :]) @ s.eigvecs.transpose(-1, -2)
+        else:
+            w = self.original.reshape(self.shape).to(s.eigvecs.dtype)
+            new = ops.scaled_projection(w, s.eigvals, s.eigvecs, alpha, wv=self.wv, backend=self.backend)
         return new.reshape(self.original.shape).to(self.original.dtype)
 
     @torch.no_grad()
     def write(self, alpha: float) -> None:
-        """Set the module's weight to its projection at ``alpha`` (``inf`` restores the original)."""
-        self.spec.module.weight.copy_(self.weight(alpha))
+        """Set the weight to its projection at ``alpha`` (``inf`` restores the original)."""
+        self.target.weight().copy_(self.weight(alpha))
 
     @torch.no_grad()
     def restore(self) -> None:
-        self.spec.module.weight.copy_(self.original)
+        self.target.weight().copy_(self.original)

@@ -1,0 +1,66 @@
+"""Models wrapped for data parallelism or compilation: project the module inside.
+
+``nn.DataParallel`` and ``DistributedDataParallel`` hold the user's model as ``.module``; a
+``torch.compile``d model (``OptimizedModule``) holds it as ``._orig_mod`` and shares its
+parameters. ``project`` runs and hooks the innermost module eagerly (no replication, no
+collectives, no recompilation), reports layer names relative to it (without the ``module.`` or
+``_orig_mod.`` prefix), and writes the projected weights into it, so every wrapper around it sees
+them.
+"""
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+_DATA_PARALLEL = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+
+
+def _compiled_type():
+    try:
+        from torch._dynamo.eval_frame import OptimizedModule
+    except Exception:  # pragma: no cover - torch without dynamo
+        return ()
+    return (OptimizedModule,)
+
+
+def unwrap(model: nn.Module) -> tuple[nn.Module, list[str]]:
+    """The innermost module and the wrapper kinds peeled off, outermost first."""
+    peeled: list[str] = []
+    compiled = _compiled_type()
+    while True:
+        if isinstance(model, _DATA_PARALLEL):
+            peeled.append(type(model).__name__)
+            model = model.module
+        elif compiled and isinstance(model, compiled):
+            inner = getattr(model, "_orig_mod", None)
+            if not isinstance(inner, nn.Module):
+                raise TypeError(
+                    "this torch.compile'd model does not expose its original module (_orig_mod); "
+                    "pass the uncompiled model to project() and compile the result"
+                )
+            peeled.append("torch.compile")
+            model = inner
+        else:
+            return model, peeled
+
+
+def working_copy(model: nn.Module, inplace: bool) -> tuple[nn.Module, nn.Module, list[str]]:
+    """``(returned model, module to project, wrappers)``.
+
+    With ``inplace`` the caller's model itself; otherwise a deep copy of the whole wrapper (or, for
+    a wrapper that cannot be deep-copied, such as a ``DistributedDataParallel`` bound to a process
+    group, a deep copy of the module inside, which is then what is returned).
+    """
+    inner, peeled = unwrap(model)
+    if inplace:
+        return model, inner, peeled
+    if peeled:
+        try:
+            outer = copy.deepcopy(model)
+        except Exception:
+            inner_copy = copy.deepcopy(inner)
+            return inner_copy, inner_copy, peeled
+        return outer, unwrap(outer)[0], peeled
+    outer = copy.deepcopy(model)
+    return outer, outer, peeled
