@@ -4,7 +4,7 @@
 ``sap_kernels.ops`` holds the array-level kernels it is built from.
 """
 from . import ops
-from .sap import LayerReport, NonFiniteActivation, SAPResult, project
+from .sap import DryRun, LayerReport, NonFiniteActivation, SAPResult, project
 
 __version__ = "0.1.0"
-__all__ = ["LayerReport", "NonFiniteActivation", "SAPResult", "ops", "project", "__version__"]
+__all__ = ["DryRun", "LayerReport", "NonFiniteActivation", "SAPResult", "ops", "project", "__version__"]
