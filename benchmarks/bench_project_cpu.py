@@ -38,7 +38,7 @@ def _child(method: str, n: int, alpha: float, threads: int, eig_dtype: str) -> d
 
         loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(inputs, labels), batch_size=100)
         res = sap_kernels.project(model, loader, alpha=alpha, n_trusted=n, progress=False, inplace=True,
-                                  eig_dtype=getattr(torch, eig_dtype))
+                                  eig_dtype=None if eig_dtype == "auto" else getattr(torch, eig_dtype))
         phases = res.timings
     else:
         from authors_pipeline import authors_project
@@ -66,7 +66,8 @@ def main() -> None:
     ap.add_argument("--authors-n", type=int, default=300, help="samples for the published pipeline (1000 needs > 24 GB)")
     ap.add_argument("--alpha", type=float, default=3e4)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--eig-dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--eig-dtype", default="auto", choices=["auto", "float32", "float64"],
+                    help="project's eigendecomposition dtype (auto: its default policy)")
     ap.add_argument("--csv")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -90,5 +90,6 @@ def conv_gram_torch(x: torch.Tensor, geom: ConvGeometry, out: torch.Tensor, *, p
         view = patch_view(x[n0 : n0 + samples], geom)
         for a in range(0, o1, o_step):
             batched_syrk_(work, patch_rows(view[:, a : a + o_step], geom, out.dtype))
-    idx = to_weight_order(geom, out.device)
-    out += work[:, idx][:, :, idx]
+    # Working index p * C_g + c -> weight index c * P + p, as one strided add (no index gather).
+    p, cg = math.prod(geom.kernel_size), geom.channels_per_group
+    out.view(-1, cg, p, cg, p).add_(work.view(-1, p, cg, p, cg).permute(0, 2, 1, 4, 3))
