@@ -119,7 +119,7 @@ def test_sweep_on_holdout_and_on_val_loader(mixed):
     res = sap_kernels.project(model, loader(x, y), n_trusted=30, alphas=[1.0, 100.0], holdout=0.2, progress=False)
     assert set(res.scores) == {1.0, 100.0, math.inf}
     assert res.alpha in res.scores
-    assert res.scores[res.alpha] == max(res.scores.values())
+    assert res.scores[res.alpha] >= res.scores[math.inf]  # never below the unchanged model
     assert "hold-out" in res.validation
     held = set(res.holdout_indices.tolist())
     assert held and held.isdisjoint(res.trusted_indices.tolist())
@@ -231,3 +231,21 @@ def test_failure_during_the_sweep_restores_weights_and_modes(mixed):
         sap_kernels.project(model, loader(x, y), val_loader=Exploding(), n_trusted=64, alphas=[10.0],
                             progress=False, inplace=True)
     _assert_untouched(model, snap)
+
+
+def test_alpha_choice_smooths_noisy_scores_and_never_loses_to_unchanged():
+    from sap_kernels.sap.evaluation import best_alpha, smoothed_scores
+
+    grid = [10 ** (e / 4) for e in range(0, 13)]
+    # A broad good region around 1e2 with a lone spike at 1e0 (noise): the region wins.
+    scores = {a: 0.80 for a in grid}
+    scores.update({grid[0]: 0.90, grid[7]: 0.88, grid[8]: 0.89, grid[9]: 0.88, grid[10]: 0.87, grid[6]: 0.87})
+    scores[math.inf] = 0.70
+    smooth = smoothed_scores(scores)
+    assert smooth[grid[8]] == pytest.approx((0.87 + 0.88 + 0.89 + 0.88 + 0.87) / 5)  # +-half decade
+    assert smooth[grid[0]] == pytest.approx((0.90 + 0.80 + 0.80) / 3)
+    assert best_alpha(scores) == grid[8]
+    # The unchanged model beats the smoothed pick's own score: keep it.
+    scores[math.inf] = 0.895
+    assert best_alpha(scores) == math.inf
+    assert best_alpha({math.inf: 0.5}) == math.inf

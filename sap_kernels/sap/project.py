@@ -169,7 +169,8 @@ def project(
             as the training labels). Without it, and without ``alpha``, a seeded ``holdout``
             fraction of ``loader`` (at most ``max_holdout`` samples) is set aside and never trusted.
         alpha: use this alpha (> 0; ``math.inf`` leaves the model unchanged); no sweep.
-        alphas: grid to search (default ``1, 10**0.5, ..., 1e6``); the unchanged model is always a
+        alphas: grid to search (default ``1, 10**0.25, ..., 1e6``), picked by ``best_alpha`` (scores
+            averaged over +-half a decade of alpha); the unchanged model is always a
             candidate, so the result never scores below it on the validation data.
         n_trusted: number of lowest-loss samples used (paper: 1000).
         class_balanced: take the lowest ``n_trusted / classes`` per class instead.
