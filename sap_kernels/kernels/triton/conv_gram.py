@@ -24,6 +24,35 @@ from . import _common as C
 
 
 @triton.jit
+def _columns(b, offs_k, k_size, g, c_per_group, stride_xc, stride_xd, stride_xh, stride_xw,
+             KD: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+             DD: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Column block ``b``: mask, kernel displacement per dim and address offset of each column
+    ``k -> (channel, kd, kh, kw)``."""
+    k = b * BLOCK_K + offs_k
+    kmask = k < k_size
+    c = g * c_per_group + k // (KD * KH * KW)
+    q = k % (KD * KH * KW)
+    d = (q // (KH * KW)) * DD
+    h = ((q // KW) % KH) * DH
+    w = (q % KW) * DW
+    coff = c.to(tl.int64) * stride_xc + d * stride_xd + h * stride_xh + w * stride_xw
+    return kmask, d, h, w, coff
+
+
+@triton.jit
+def _load_patches(x_ptr, roff, bd, bh, bw, rmask, kmask, d, h, w, coff, in_d, in_h, in_w):
+    """``[BLOCK_M, BLOCK_K]`` patch entries for rows with receptive-field corners ``(bd, bh, bw)``
+    and the given columns; zero where the position falls in the padding."""
+    pd = bd[:, None] + d[None, :]
+    ph = bh[:, None] + h[None, :]
+    pw = bw[:, None] + w[None, :]
+    mask = (rmask[:, None] & kmask[None, :] & (pd >= 0) & (pd < in_d)
+            & (ph >= 0) & (ph < in_h) & (pw >= 0) & (pw < in_w))
+    return tl.load(x_ptr + roff[:, None] + coff[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
 def _conv_gram_kernel(
     x_ptr, tiles_ptr, dst_ptr,
     m_size, k_size, rows_per_split, n_tiles, splits, c_per_group,
@@ -45,23 +74,11 @@ def _conv_gram_kernel(
     bj = tl.load(tiles_ptr + 2 * t + 1)
     offs_k = tl.arange(0, BLOCK_K)
 
-    # Column k -> (channel, kd, kh, kw): address offset and the kernel displacement per dim.
-    ki = bi * BLOCK_K + offs_k
-    kmask_i = ki < k_size
-    ci = g * c_per_group + ki // (KD * KH * KW)
-    qi = ki % (KD * KH * KW)
-    di = (qi // (KH * KW)) * DD
-    hi = ((qi // KW) % KH) * DH
-    wi = (qi % KW) * DW
-    coff_i = ci.to(tl.int64) * stride_xc + di * stride_xd + hi * stride_xh + wi * stride_xw
-    kj = bj * BLOCK_K + offs_k
-    kmask_j = kj < k_size
-    cj = g * c_per_group + kj // (KD * KH * KW)
-    qj = kj % (KD * KH * KW)
-    dj = (qj // (KH * KW)) * DD
-    hj = ((qj // KW) % KH) * DH
-    wj = (qj % KW) * DW
-    coff_j = cj.to(tl.int64) * stride_xc + dj * stride_xd + hj * stride_xh + wj * stride_xw
+    # Columns of tiles i and j -> (channel, kernel offset): address offsets and displacements.
+    kmask_i, di, hi, wi, coff_i = _columns(bi, offs_k, k_size, g, c_per_group, stride_xc, stride_xd,
+                                           stride_xh, stride_xw, KD, KH, KW, DD, DH, DW, BLOCK_K)
+    kmask_j, dj, hj, wj, coff_j = _columns(bj, offs_k, k_size, g, c_per_group, stride_xc, stride_xd,
+                                           stride_xh, stride_xw, KD, KH, KW, DD, DH, DW, BLOCK_K)
 
     start = s * rows_per_split
     end = tl.minimum(start + rows_per_split, m_size)
@@ -84,18 +101,8 @@ def _conv_gram_kernel(
         bw = ow * SW - PW
         roff = n.to(tl.int64) * stride_xn + bd * stride_xd + bh * stride_xh + bw * stride_xw
 
-        pd = bd[:, None] + di[None, :]
-        ph = bh[:, None] + hi[None, :]
-        pw = bw[:, None] + wi[None, :]
-        mask_a = (rmask[:, None] & kmask_i[None, :] & (pd >= 0) & (pd < in_d)
-                  & (ph >= 0) & (ph < in_h) & (pw >= 0) & (pw < in_w))
-        a = tl.load(x_ptr + roff[:, None] + coff_i[None, :], mask=mask_a, other=0.0)
-        pd = bd[:, None] + dj[None, :]
-        ph = bh[:, None] + hj[None, :]
-        pw = bw[:, None] + wj[None, :]
-        mask_b = (rmask[:, None] & kmask_j[None, :] & (pd >= 0) & (pd < in_d)
-                  & (ph >= 0) & (ph < in_h) & (pw >= 0) & (pw < in_w))
-        b = tl.load(x_ptr + roff[:, None] + coff_j[None, :], mask=mask_b, other=0.0)
+        a = _load_patches(x_ptr, roff, bd, bh, bw, rmask, kmask_i, di, hi, wi, coff_i, in_d, in_h, in_w)
+        b = _load_patches(x_ptr, roff, bd, bh, bw, rmask, kmask_j, dj, hj, wj, coff_j, in_d, in_h, in_w)
         a = C.prep_operand(a, CAST, INTERPRET)
         b = C.prep_operand(b, CAST, INTERPRET)
         acc = tl.dot(tl.trans(a), b, acc, input_precision=PRECISION)
