@@ -179,14 +179,6 @@ def identity_launch(kernel):
     return kernel
 
 
-def workspace_elems(groups: int, splits: int, n_tiles: int, block: int) -> int:
-    return groups * splits * n_tiles * block * block
-
-
-def as_3d_out(out: torch.Tensor) -> torch.Tensor:
-    return out if out.dim() == 3 else out.unsqueeze(0)
-
-
 __all__ = [
     "PRECISIONS", "check_precision", "choose_splits", "device_reason", "dot_mode", "interpreted",
     "prep_operand", "reduce_splits", "rows_per_split", "store_tile", "upper_tiles", "math",
