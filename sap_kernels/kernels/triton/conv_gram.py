@@ -105,7 +105,7 @@ def _conv_gram_kernel(
         b = _load_patches(x_ptr, roff, bd, bh, bw, rmask, kmask_j, dj, hj, wj, coff_j, in_d, in_h, in_w)
         a = C.prep_operand(a, CAST, INTERPRET)
         b = C.prep_operand(b, CAST, INTERPRET)
-        acc = tl.dot(tl.trans(a), b, acc, input_precision=PRECISION)
+        acc = tl.dot(tl.trans(a), b, acc, input_precision=PRECISION, out_dtype=acc.dtype)
     if SPLIT:
         local = offs_k[:, None] * BLOCK_K + offs_k[None, :]
         slot = dst_ptr + ((g.to(tl.int64) * splits + s) * n_tiles + t) * BLOCK_K * BLOCK_K

@@ -53,7 +53,7 @@ def _gram_kernel(
         b = tl.load(x_ptr + row[:, None] + col_j[None, :], mask=rmask[:, None] & mask_j[None, :], other=0.0)
         a = C.prep_operand(a, CAST, INTERPRET)
         b = C.prep_operand(b, CAST, INTERPRET)
-        acc = tl.dot(tl.trans(a), b, acc, input_precision=PRECISION)
+        acc = tl.dot(tl.trans(a), b, acc, input_precision=PRECISION, out_dtype=acc.dtype)
     if SPLIT:
         local = offs_k[:, None] * BLOCK_K + offs_k[None, :]
         slot = dst_ptr + (s.to(tl.int64) * n_tiles + t) * BLOCK_K * BLOCK_K

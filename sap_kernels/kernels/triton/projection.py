@@ -71,7 +71,7 @@ def _scaled_mm_kernel(
         bm = tl.load(b_base + ii[:, None] * s_bi, mask=imask[:, None] & cmask[None, :], other=0.0)
         a = C.prep_operand(a, CAST, INTERPRET)
         bm = C.prep_operand(bm, CAST, INTERPRET)
-        acc = tl.dot(a, bm, acc, input_precision=PRECISION)
+        acc = tl.dot(a, bm, acc, input_precision=PRECISION, out_dtype=acc.dtype)
     c_ptrs = c_ptr + b * s_cb + offs_r[:, None] * s_cr + offs_c[None, :] * s_cc
     tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=rmask[:, None] & cmask[None, :])
 
