@@ -156,19 +156,20 @@ ZOO = {
 }
 
 
+@pytest.mark.parametrize("solver", ["eigh", "solve"])
 @pytest.mark.parametrize("arch", list(ZOO))
-def test_torchvision_model_matches_float64_reference(arch, capsys):
+def test_torchvision_model_matches_float64_reference(arch, solver, capsys):
     make, n, size = ZOO[arch]
     torch.manual_seed(0)
     model = make().eval()
     x, y = torch.randn(n, 3, size, size), torch.randint(0, 10, (n,))
     start = time.perf_counter()
-    res, errors = check_exact(model, x, y)
+    res, errors = check_exact(model, x, y, solver=solver)
     names = {r.name for r in res.layers}
     assert names == expected_targets(model), names ^ expected_targets(model)
     worst = max(errors, key=errors.get)
     with capsys.disabled():
-        print(f"\n{arch}: {len(errors)} weights, max rel err {errors[worst]:.2e} ({worst}); "
+        print(f"\n{arch} ({solver}): {len(errors)} weights, max rel err {errors[worst]:.2e} ({worst}); "
               f"methods {sorted({r.method for r in res.layers})}; {time.perf_counter() - start:.1f}s")
     assert errors[worst] < TOL, {k: v for k, v in errors.items() if v >= TOL}
     # every parametrised module left alone is named, with a reason
@@ -183,14 +184,11 @@ def test_vgg_wide_classifier_uses_the_rows():
     torch.manual_seed(0)
     model = torchvision.models.vgg11_bn(num_classes=10).eval()
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
-    start = time.perf_counter()
     res = sap_kernels.project(model, loader(x, y, 4), alpha=ALPHA, n_trusted=4, progress=False,
                               layers=["classifier.*"])
-    elapsed = time.perf_counter() - start
     wide = next(r for r in res.layers if r.name == "classifier.0")
     assert (wide.K, wide.rows, wide.method) == (25088, 4, "rows")
     assert wide.eigenvalues.shape == (1, 25088) and int((wide.eigenvalues > 0).sum()) <= 4
-    assert elapsed < 30, elapsed
 
 
 # --- attention blocks ---------------------------------------------------------------------
@@ -294,16 +292,16 @@ def test_dual_decomposition_is_exact_and_switches_to_the_gram():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(300, 40), nn.ReLU(), nn.Linear(40, 4))
     x, y = torch.randn(60, 300), torch.randint(0, 4, (60,))
-    few, errors = check_exact(model, x[:20], y[:20], bs=8)
+    few, errors = check_exact(model, x[:20], y[:20], bs=8, solver="eigh")
     assert few.layers[0].method == "rows" and few.layers[0].rows == 20
     assert max(errors.values()) < TOL, errors
     # 300 rows kept over several batches, then the Gram takes over: same as one big batch
     wide = nn.Sequential(nn.Linear(50, 40), nn.ReLU(), nn.Linear(40, 4))
-    a = sap_kernels.project(wide, loader(x[:, :50], y, 60), alpha=ALPHA, n_trusted=60, progress=False)
-    b = sap_kernels.project(wide, loader(x[:, :50], y, 7), alpha=ALPHA, n_trusted=60, progress=False)
+    a = sap_kernels.project(wide, loader(x[:, :50], y, 60), alpha=ALPHA, n_trusted=60, progress=False, solver="eigh")
+    b = sap_kernels.project(wide, loader(x[:, :50], y, 7), alpha=ALPHA, n_trusted=60, progress=False, solver="eigh")
     assert a.layers[0].method == b.layers[0].method == "gram"
     assert rel(b.model[0].weight, a.model[0].weight) < 1e-6
-    c = sap_kernels.project(wide, loader(x[:, :50], y, 7), alpha=ALPHA, n_trusted=42, progress=False)
+    c = sap_kernels.project(wide, loader(x[:, :50], y, 7), alpha=ALPHA, n_trusted=42, progress=False, solver="eigh")
     assert c.layers[0].method == "rows" and c.layers[0].rows == 42
 
 
@@ -312,7 +310,7 @@ def test_conv_wider_than_its_patches():
     model = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1, groups=2, padding_mode="reflect"), nn.ReLU(),
                           nn.Conv2d(6, 40, 4, stride=4), nn.Flatten(), nn.Linear(40, 3))
     x, y = torch.randn(3, 4, 4, 4), torch.randint(0, 3, (3,))
-    res, errors = check_exact(model, x, y, bs=2)
+    res, errors = check_exact(model, x, y, bs=2, solver="eigh")
     assert {r.name: r.method for r in res.layers} == {"0": "gram", "2": "rows", "4": "rows"}
     assert max(errors.values()) < TOL, errors
 
@@ -461,14 +459,18 @@ def test_skip_head_and_selection_by_type_and_pattern():
     assert [r.name for r in t.layers] == ["body"]
 
 
-def test_dry_run_lists_targets_without_touching_the_model():
+def test_dry_run_lists_targets_without_touching_the_model(monkeypatch):
     torch.manual_seed(0)
     model = torchvision.models.vgg11_bn(num_classes=10).train()
     before = copy.deepcopy(model.state_dict())
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
-    start = time.perf_counter()
+
+    def no_gram(*args, **kwargs):
+        raise AssertionError("a dry run must not accumulate any Gram")
+
+    for op in ("gram", "conv_gram"):
+        monkeypatch.setattr(sap_kernels.ops, op, no_gram)
     plan = sap_kernels.project(model, loader(x, y, 2), n_trusted=4, dry_run=True, skip_head=True, progress=False)
-    assert time.perf_counter() - start < 10
     assert isinstance(plan, sap_kernels.sap.DryRun) and plan.head == "classifier.6"
     by_name = {p.name: p for p in plan.layers}
     assert "classifier.6" not in by_name and len(by_name) == 8 + 2

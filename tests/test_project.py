@@ -30,15 +30,31 @@ def mixed():
     return model, x, y
 
 
-@pytest.mark.parametrize("alpha", [1.0, 10.0, 1e3, 3e4, 1e6])
-def test_matches_float64_svd_reference(mixed, alpha):
+@pytest.mark.parametrize("solver", ["eigh", "auto"])
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 10.0, 1e3, 3e4, 1e6])
+def test_matches_float64_svd_reference(mixed, alpha, solver):
     model, x, y = mixed
-    res = sap_kernels.project(model, loader(x, y), alpha=alpha, n_trusted=64, progress=False)
+    res = sap_kernels.project(model, loader(x, y), alpha=alpha, n_trusted=64, progress=False, solver=solver)
     ref = reference_project(model, x, alpha, PROJECTED)
     mods = dict(res.model.named_modules())
     errors = {n: rel(mods[n].weight, ref[n]) for n in PROJECTED}
     assert max(errors.values()) < 1e-4, errors
     assert sorted(r.name for r in res.layers) == sorted(PROJECTED)
+    methods = {r.method for r in res.layers}
+    # A given alpha takes the Cholesky route for every Gram layer unless eigh is asked for.
+    assert ("solve" in methods) == (solver == "auto") and ("gram" in methods) == (solver == "eigh")
+    solved = [r for r in res.layers if r.method == "solve"]
+    assert all(r.eigenvalues is None and r.energy_rank() is None for r in solved)
+    assert all(r.eigenvalues is not None for r in res.layers if r.method != "solve")
+    assert (" solve" in repr(res)) == bool(solved)  # the report's method column
+
+
+def test_solver_argument_errors(mixed):
+    model, x, y = mixed
+    with pytest.raises(ValueError, match="solver must be"):
+        sap_kernels.project(model, loader(x, y), alpha=2.0, solver="lu", progress=False)
+    with pytest.raises(ValueError, match="needs one fixed alpha"):
+        sap_kernels.project(model, loader(x, y), alphas=[1.0, 10.0], solver="solve", progress=False)
 
 
 def test_float64_model_is_exact(mixed):
@@ -249,3 +265,28 @@ def test_alpha_choice_smooths_noisy_scores_and_never_loses_to_unchanged():
     scores[math.inf] = 0.895
     assert best_alpha(scores) == math.inf
     assert best_alpha({math.inf: 0.5}) == math.inf
+
+
+@pytest.mark.parametrize("solver", ["eigh", "auto"])
+def test_many_rows_of_a_wide_layer_stay_float64_accurate(solver):
+    """2100 rows of a 2200-wide Linear, spectrum over four decades, alpha 1e5: the dual route
+    decomposes in float64 whatever the row count (float32 there erred by 3e-2), and the fixed-
+    alpha route builds the Gram from the kept rows when that is cheaper."""
+    torch.manual_seed(5)
+    k, m = 2200, 2100
+    model = nn.Linear(k, 3)
+    x = torch.randn(m, k) * torch.logspace(0, -2, k)
+    y = torch.randint(0, 3, (m,))
+    res = sap_kernels.project(model, loader(x, y, bs=700), alpha=1e5, n_trusted=m, progress=False, solver=solver)
+    assert res.layers[0].method == ("rows" if solver == "eigh" else "solve")
+    ref = reference_project(model, x, 1e5, [""])[""]
+    assert rel(res.model.weight, ref) < 1e-5
+
+
+def test_few_rows_of_a_wide_layer_keep_the_dual_route_for_a_given_alpha():
+    torch.manual_seed(6)
+    model = nn.Linear(3000, 4)
+    x, y = torch.randn(40, 3000), torch.randint(0, 4, (40,))
+    res = sap_kernels.project(model, loader(x, y), alpha=1e3, n_trusted=40, progress=False)
+    assert res.layers[0].method == "rows" and res.layers[0].rows == 40
+    assert rel(res.model.weight, reference_project(model, x, 1e3, [""])[""]) < 1e-5

@@ -17,9 +17,10 @@ class LayerReport:
         packed), ``"<block>.in_proj_weight[q|k|v]"`` (distinct inputs), ``"<block>.q_proj_weight"``
         etc., ``"<block>.out_proj"``.
     eigenvalues: ``[groups, K]`` float32 on CPU, each row in descending order (Gram energies;
-        zeros beyond the rows seen when ``method == "rows"``).
-    method: ``"gram"`` (eigendecomposition of the ``K x K`` Gram) or ``"rows"`` (dual
-        decomposition of the ``rows x rows`` inner products, used when ``rows <= K``).
+        zeros beyond the rows seen when ``method == "rows"``); None when ``method == "solve"``.
+    method: ``"gram"`` (eigendecomposition of the ``K x K`` Gram), ``"rows"`` (dual
+        decomposition of the ``rows x rows`` inner products, used when ``rows <= K``) or
+        ``"solve"`` (one alpha, Cholesky solve with the Gram, no spectrum).
     """
 
     name: str
@@ -27,11 +28,14 @@ class LayerReport:
     K: int
     groups: int
     rows: int
-    eigenvalues: torch.Tensor
+    eigenvalues: Optional[torch.Tensor]
     method: str = "gram"
 
-    def energy_rank(self, fraction: float = 0.99) -> int:
-        """Directions needed to hold ``fraction`` of the energy (largest over groups)."""
+    def energy_rank(self, fraction: float = 0.99) -> Optional[int]:
+        """Directions needed to hold ``fraction`` of the energy (largest over groups); None
+        without a spectrum."""
+        if self.eigenvalues is None:
+            return None
         e = self.eigenvalues.clamp_min(0).double()
         total = e.sum(1, keepdim=True).clamp_min(1e-300)
         return int(((e.cumsum(1) / total) < fraction).sum(1).add(1).clamp_max(self.K).max())
@@ -83,9 +87,9 @@ class SAPResult:
         kw = max([len(r.kind) for r in self.layers] + [8])
         lines.append(f"  {'layer':<{w}}  {'kind':<{kw}} {'K':>6} {'groups':>6} {'rows':>10} {'rank99':>6} method")
         for r in self.layers:
-            lines.append(
-                f"  {r.name:<{w}}  {r.kind:<{kw}} {r.K:>6} {r.groups:>6} {r.rows:>10} {r.energy_rank():>6} {r.method}"
-            )
+            rank = r.energy_rank()
+            rank = "-" if rank is None else str(rank)
+            lines.append(f"  {r.name:<{w}}  {r.kind:<{kw}} {r.K:>6} {r.groups:>6} {r.rows:>10} {rank:>6} {r.method}")
         if self.skipped:
             lines.append("  not projected:")
             lines += [f"    {n}: {why}" for n, why in self.skipped]
