@@ -5,6 +5,10 @@ own. Prints a table; ``--csv PATH`` also writes it.
 
     python benchmarks/bench_project_cpu.py                 # project at 1000, published at 300
     python benchmarks/bench_project_cpu.py --authors-n 100 --n 1000 --threads 2
+    python benchmarks/bench_project_cpu.py --methods project-eigh project-solve
+
+``project-eigh`` eigendecomposes every Gram (what an alpha sweep needs); ``project-solve`` is the
+fixed-alpha route (one float64 Cholesky solve per layer), the default when ``alpha`` is given.
 """
 from __future__ import annotations
 
@@ -33,11 +37,12 @@ def _child(method: str, n: int, alpha: float, threads: int, eig_dtype: str) -> d
     labels = torch.randint(0, 10, (n,))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    if method == "project":
+    if method.startswith("project"):
         import sap_kernels
 
         loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(inputs, labels), batch_size=100)
         res = sap_kernels.project(model, loader, alpha=alpha, n_trusted=n, progress=False, inplace=True,
+                                  solver=method.split("-")[1],
                                   eig_dtype=None if eig_dtype == "auto" else getattr(torch, eig_dtype))
         phases = res.timings
     else:
@@ -68,6 +73,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eig-dtype", default="auto", choices=["auto", "float32", "float64"],
                     help="project's eigendecomposition dtype (auto: its default policy)")
+    ap.add_argument("--methods", nargs="+", default=["published", "project-eigh", "project-solve"],
+                    choices=["published", "project-eigh", "project-solve"])
     ap.add_argument("--csv")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -76,7 +83,7 @@ def main() -> None:
         return
     import torch
 
-    rows = [_run("published", args.authors_n, args), _run("project", args.n, args)]
+    rows = [_run(m, args.authors_n if m == "published" else args.n, args) for m in args.methods]
     print(f"ResNet-18 (32x32), CPU, {args.threads} threads, torch {torch.__version__}, alpha={args.alpha:g}, "
           f"project eig dtype {args.eig_dtype}")
     print(f"{'method':<26} {'samples':>7} {'wall s':>8} {'peak RSS GB':>12} {'s/sample':>9}")
@@ -84,13 +91,16 @@ def main() -> None:
         if "error" in r:
             print(f"{r['method']:<26} {r['n']:>7}  failed: {r['error']}")
             continue
-        name = "published (unfold+SVD)" if r["method"] == "published" else "sap_kernels.project"
+        name = {"published": "published (unfold+SVD)", "project-eigh": "project, solver='eigh'",
+                "project-solve": "project, solver='solve'"}[r["method"]]
         print(f"{name:<26} {r['n']:>7} {r['wall_s']:>8.1f} {r['peak_rss_gb']:>12.2f} {r['wall_s'] / r['n']:>9.3f}")
-    ok = [r for r in rows if "error" not in r]
-    if len(ok) == 2:
-        a, p = ok
-        print(f"per-sample speed-up of project: {(a['wall_s'] / a['n']) / (p['wall_s'] / p['n']):.1f}x; "
-              f"project phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in p["phases"].items()))
+    ok = {r["method"]: r for r in rows if "error" not in r}
+    base = ok.get("published")
+    for name, p in ok.items():
+        if name == "published":
+            continue
+        speed = f"per-sample speed-up over published {(base['wall_s'] / base['n']) / (p['wall_s'] / p['n']):.1f}x; " if base else ""
+        print(f"{name}: {speed}phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in p["phases"].items()))
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=["method", "n", "wall_s", "peak_rss_gb", "extra_rss_gb", "error"], extrasaction="ignore")

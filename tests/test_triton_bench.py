@@ -60,3 +60,15 @@ def test_smoke_run_writes_csv(tmp_path):
 
 def test_gpu_check_script_parses():
     subprocess.run(["bash", "-n", os.path.join(ROOT, "benchmarks", "gpu_check.sh")], check=True)
+
+
+def test_tiling_search_smoke_run(tmp_path):
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "tune_triton.py"), "--smoke",
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    with open(tmp_path / "tune_triton.csv") as f:
+        assert f.readline().startswith("# device:")
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}, rows
+    # the second tiling of each shape agrees with the first (fp32 "tf32" under the interpreter)
+    assert all(float(r["rel_diff"]) < 1e-5 for r in rows)

@@ -149,6 +149,8 @@ def conv_gram_triton_launch(
     block_k: Optional[int] = None,
     block_m: Optional[int] = None,
     splits: Optional[int] = None,
+    num_warps: Optional[int] = None,
+    num_stages: Optional[int] = None,
     launch: Callable = C.identity_launch,
 ) -> None:
     """``out[g] += P_g^T P_g`` with the Triton kernels.
@@ -159,7 +161,9 @@ def conv_gram_triton_launch(
         geom: the convolution's geometry (``sap_kernels.ops.conv_geometry``).
         out: ``[G, K_g, K_g]`` fp32 (or fp64) contiguous accumulator on ``x.device``.
         precision: ``"ieee"``, ``"tf32"`` or ``"bf16"`` (see ``_common.dot_mode``).
-        block_k, block_m, splits: override the tiling (tests use them to reach every path).
+        block_k, block_m, splits, num_warps, num_stages: override the tiling and launch
+            configuration (tests use them to reach every path, ``benchmarks/tune_triton.py``
+            to search for faster ones).
         launch: wraps each kernel before launch (``torch.library.wrap_triton`` in a ``triton_op``).
     """
     C.check_precision(precision)
@@ -170,6 +174,7 @@ def conv_gram_triton_launch(
     x5, g3 = _as_3d(x, geom)
     bk, bm, warps, stages = _config(k, x.device)
     bk, bm = block_k or bk, block_m or bm
+    warps, stages = num_warps or warps, num_stages or stages
     groups = geom.groups
     tiles = C.upper_tiles(triton.cdiv(k, bk), x.device)
     n_tiles = tiles.shape[0]

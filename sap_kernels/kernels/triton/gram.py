@@ -78,6 +78,8 @@ def gram_triton_launch(
     block_k: Optional[int] = None,
     block_m: Optional[int] = None,
     splits: Optional[int] = None,
+    num_warps: Optional[int] = None,
+    num_stages: Optional[int] = None,
     launch: Callable = C.identity_launch,
 ) -> None:
     """``out += x^T x`` with the Triton kernels.
@@ -86,7 +88,9 @@ def gram_triton_launch(
         x: ``[M, K]`` fp32/fp16/bf16/fp64 rows, any strides.
         out: ``[K, K]`` fp32 (or fp64) contiguous accumulator on ``x.device``, updated in place.
         precision: ``"ieee"`` (full fp32 dot), ``"tf32"`` or ``"bf16"`` (operands rounded).
-        block_k, block_m, splits: override the tiling (tests use them to reach every path).
+        block_k, block_m, splits, num_warps, num_stages: override the tiling and launch
+            configuration (tests use them to reach every path, ``benchmarks/tune_triton.py``
+            to search for faster ones).
         launch: wraps each kernel before launch (``torch.library.wrap_triton`` inside a
             ``triton_op``; identity otherwise).
     """
@@ -96,6 +100,7 @@ def gram_triton_launch(
         return
     bk, bm, warps, stages = _config(k, x.device)
     bk, bm = block_k or bk, block_m or bm
+    warps, stages = num_warps or warps, num_stages or stages
     n_blocks = triton.cdiv(k, bk)
     tiles = C.upper_tiles(n_blocks, x.device)
     n_tiles = tiles.shape[0]
