@@ -361,6 +361,29 @@ def test_distributed_data_parallel_single_process(tmp_path):
         dist.destroy_process_group()
 
 
+def test_wrapper_that_cannot_be_deep_copied_returns_a_projected_copy_of_its_module():
+    class Uncopyable(nn.DataParallel):  # like a DDP bound to a process group
+        def __deepcopy__(self, memo):
+            raise RuntimeError("cannot copy a process group")
+
+    net = _net()
+    before = copy.deepcopy(net.state_dict())
+    x, y = torch.randn(16, 3, 6, 6), torch.randint(0, 5, (16,))
+    want = _plain_result(net, x, y)
+    res = _plain_result(Uncopyable(net), x, y)
+    assert type(res.model) is nn.Sequential and res.model is not net
+    assert torch.equal(res.model[3].weight, want.model[3].weight)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())  # caller's model untouched
+
+
+def test_compiled_model_without_its_original_module_is_a_clear_error():
+    compiled = torch.compile(_net())
+    object.__getattribute__(compiled, "_modules").pop("_orig_mod")
+    x, y = torch.randn(8, 3, 6, 6), torch.randint(0, 5, (8,))
+    with pytest.raises(TypeError, match="does not expose its original module"):
+        sap_kernels.project(compiled, loader(x, y, 8), alpha=10.0, n_trusted=8, progress=False)
+
+
 def test_frozen_parameters_and_shared_modules():
     torch.manual_seed(0)
 

@@ -33,7 +33,10 @@ def unwrap(model: nn.Module) -> tuple[nn.Module, list[str]]:
             peeled.append(type(model).__name__)
             model = model.module
         elif compiled and isinstance(model, compiled):
-            inner = getattr(model, "_orig_mod", None)
+            try:
+                inner = model._orig_mod
+            except (AttributeError, KeyError):  # OptimizedModule raises KeyError when it is gone
+                inner = None
             if not isinstance(inner, nn.Module):
                 raise TypeError(
                     "this torch.compile'd model does not expose its original module (_orig_mod); "
