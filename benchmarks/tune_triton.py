@@ -8,7 +8,7 @@ with a batch sized so that every shape does about the same work, each candidate 
 configuration's result (a configuration that disagrees beyond rounding is reported, never
 picked). Prints a table per shape with the time relative to the default and writes
 ``tune_triton.csv`` under ``--out``; the best configuration per K is what
-``sap_kernels/kernels/triton/conv_gram.py::_config`` should return.
+``sap_kernels/kernels/triton/_common.py::default_config`` should return.
 
 ``--smoke`` runs two tiny shapes and two configurations on CPU under the Triton interpreter, so
 the script itself is tested without a GPU.

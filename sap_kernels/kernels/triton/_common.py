@@ -10,6 +10,7 @@ finishes first, so repeated runs give the same bits (float atomics would not).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -114,6 +115,54 @@ def choose_splits(
 def rows_per_split(rows: int, block_rows: int, splits: int) -> int:
     """Rows of each split, a multiple of ``block_rows``."""
     return triton.cdiv(triton.cdiv(rows, splits), block_rows) * block_rows
+
+
+@dataclass(frozen=True)
+class GramPlan:
+    """How one Gram launch is cut: tiling, launch configuration, tile table and row splits."""
+
+    block_k: int
+    block_m: int
+    num_warps: int
+    num_stages: int
+    tiles: torch.Tensor  # [n_tiles, 2] int32 upper-triangle block coordinates
+    splits: int
+    rows_per_split: int
+    cast: int
+    precision: str
+
+    @property
+    def n_tiles(self) -> int:
+        return int(self.tiles.shape[0])
+
+
+def default_config(k: int, device: torch.device, cuda_stages: int) -> tuple[int, int, int, int]:
+    """``(BLOCK_K, BLOCK_M, num_warps, num_stages)`` for Gram width ``k`` (untuned on GPUs:
+    ``benchmarks/tune_triton.py`` measures the alternatives)."""
+    bk = 16 if k <= 16 else 32 if k <= 32 else 64
+    if device.type != "cuda":
+        return bk, 64, 4, 1
+    return bk, (64 if bk <= 32 else 32), 4, cuda_stages
+
+
+def plan_gram(
+    rows: int, k: int, programs_per_tile: int, x: torch.Tensor, out: torch.Tensor, precision: str,
+    config: tuple[int, int, int, int], *, block_k: Optional[int] = None, block_m: Optional[int] = None,
+    splits: Optional[int] = None, num_warps: Optional[int] = None, num_stages: Optional[int] = None,
+) -> GramPlan:
+    """The launch plan of an ``out += X^T X`` over ``rows`` rows of width ``k``: ``config``
+    (from ``default_config``) with any overrides applied, then the upper-triangle tiles and the
+    split-row policy. ``programs_per_tile``: programs per tile and split (the conv Gram's groups).
+    ``rows`` and ``k`` are positive (callers return early on empty input)."""
+    bk, bm, warps, stages = config
+    bk, bm = block_k or bk, block_m or bm
+    warps, stages = num_warps or warps, num_stages or stages
+    tiles = upper_tiles(triton.cdiv(k, bk), x.device)
+    n_split = choose_splits(rows, bm, tiles.shape[0] * programs_per_tile, bk * bk * out.element_size(),
+                            x.device, splits)
+    rps = rows_per_split(rows, bm, n_split)
+    cast, prec = dot_mode(x.dtype, precision)
+    return GramPlan(bk, bm, warps, stages, tiles, triton.cdiv(rows, rps), rps, cast, prec)
 
 
 @triton.jit

@@ -115,14 +115,6 @@ def _conv_gram_kernel(
                      stride_dr, stride_dc, BLOCK_K)
 
 
-def _config(k: int, device: torch.device) -> tuple[int, int, int, int]:
-    """``(BLOCK_K, BLOCK_M, num_warps, num_stages)`` for a group width ``k``."""
-    bk = 16 if k <= 16 else 32 if k <= 32 else 64
-    if device.type != "cuda":
-        return bk, 64, 4, 1
-    return bk, (64 if bk <= 32 else 32), 4, 2
-
-
 def _as_3d(x: torch.Tensor, geom: ConvGeometry) -> tuple[torch.Tensor, dict]:
     """View ``x`` as ``[N, C, D, H, W]`` (unit leading spatial dims for 1d/2d) and the geometry
     padded the same way; strides are kept, so no data moves."""
@@ -172,22 +164,17 @@ def conv_gram_triton_launch(
     if m == 0 or k == 0:
         return
     x5, g3 = _as_3d(x, geom)
-    bk, bm, warps, stages = _config(k, x.device)
-    bk, bm = block_k or bk, block_m or bm
-    warps, stages = num_warps or warps, num_stages or stages
     groups = geom.groups
-    tiles = C.upper_tiles(triton.cdiv(k, bk), x.device)
-    n_tiles = tiles.shape[0]
-    n_split = C.choose_splits(m, bm, n_tiles * groups, bk * bk * out.element_size(), x.device, splits)
-    rps = C.rows_per_split(m, bm, n_split)
-    n_split = triton.cdiv(m, rps)
-    cast, prec = C.dot_mode(x.dtype, precision)
+    plan = C.plan_gram(m, k, groups, x, out, precision, C.default_config(k, x.device, cuda_stages=2),
+                       block_k=block_k, block_m=block_m, splits=splits, num_warps=num_warps,
+                       num_stages=num_stages)
+    bk, tiles, n_tiles, n_split, rps = plan.block_k, plan.tiles, plan.n_tiles, plan.splits, plan.rows_per_split
     (kd, kh, kw), (sd, sh, sw) = g3["kernel"], g3["stride"]
     (pd, ph, pw), (dd, dh, dw) = g3["pad"], g3["dilation"]
     common = dict(
         KD=kd, KH=kh, KW=kw, SD=sd, SH=sh, SW=sw, PD=pd, PH=ph, PW=pw, DD=dd, DH=dh, DW=dw,
-        BLOCK_K=bk, BLOCK_M=bm, CAST=cast, PRECISION=prec, INTERPRET=C.interpreted(),
-        ACC_FP64=x.dtype == torch.float64, num_warps=warps, num_stages=stages,
+        BLOCK_K=bk, BLOCK_M=plan.block_m, CAST=plan.cast, PRECISION=plan.precision, INTERPRET=C.interpreted(),
+        ACC_FP64=x.dtype == torch.float64, num_warps=plan.num_warps, num_stages=plan.num_stages,
     )
     sizes = (*g3["inp"], *g3["outp"])
     xs = x5.stride()

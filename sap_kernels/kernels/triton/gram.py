@@ -62,14 +62,6 @@ def _gram_kernel(
         C.store_tile(dst_ptr, acc.to(dst_ptr.dtype.element_ty), bi, bj, k_size, stride_dr, stride_dc, BLOCK_K)
 
 
-def _config(k: int, device: torch.device) -> tuple[int, int, int, int]:
-    """``(BLOCK_K, BLOCK_M, num_warps, num_stages)`` for width ``k``."""
-    bk = 16 if k <= 16 else 32 if k <= 32 else 64
-    if device.type != "cuda":
-        return bk, 64, 4, 1
-    return bk, (64 if bk <= 32 else 32), 4, 3
-
-
 def gram_triton_launch(
     x: torch.Tensor,
     out: torch.Tensor,
@@ -98,29 +90,23 @@ def gram_triton_launch(
     m, k = x.shape
     if m == 0 or k == 0:
         return
-    bk, bm, warps, stages = _config(k, x.device)
-    bk, bm = block_k or bk, block_m or bm
-    warps, stages = num_warps or warps, num_stages or stages
-    n_blocks = triton.cdiv(k, bk)
-    tiles = C.upper_tiles(n_blocks, x.device)
-    n_tiles = tiles.shape[0]
-    n_split = C.choose_splits(m, bm, n_tiles, bk * bk * out.element_size(), x.device, splits)
-    rps = C.rows_per_split(m, bm, n_split)
-    n_split = triton.cdiv(m, rps)  # no empty ranges
-    cast, prec = C.dot_mode(x.dtype, precision)
+    plan = C.plan_gram(m, k, 1, x, out, precision, C.default_config(k, x.device, cuda_stages=3),
+                       block_k=block_k, block_m=block_m, splits=splits, num_warps=num_warps,
+                       num_stages=num_stages)
+    bk, tiles, n_tiles, n_split = plan.block_k, plan.tiles, plan.n_tiles, plan.splits
     common = dict(
-        BLOCK_K=bk, BLOCK_M=bm, CAST=cast, PRECISION=prec, INTERPRET=C.interpreted(),
-        ACC_FP64=x.dtype == torch.float64, num_warps=warps, num_stages=stages,
+        BLOCK_K=bk, BLOCK_M=plan.block_m, CAST=plan.cast, PRECISION=plan.precision, INTERPRET=C.interpreted(),
+        ACC_FP64=x.dtype == torch.float64, num_warps=plan.num_warps, num_stages=plan.num_stages,
     )
     if n_split == 1:
         launch(_gram_kernel)[(n_tiles, 1)](
-            x, tiles, out, m, k, rps, n_tiles,
+            x, tiles, out, m, k, plan.rows_per_split, n_tiles,
             x.stride(0), x.stride(1), out.stride(0), out.stride(1), SPLIT=False, **common,
         )
         return
     ws = torch.empty((1, n_split, n_tiles, bk, bk), dtype=out.dtype, device=x.device)
     launch(_gram_kernel)[(n_tiles, n_split)](
-        x, tiles, ws, m, k, rps, n_tiles,
+        x, tiles, ws, m, k, plan.rows_per_split, n_tiles,
         x.stride(0), x.stride(1), 0, 0, SPLIT=True, **common,
     )
     C.reduce_splits(ws, tiles, out.unsqueeze(0), bk, launch)
