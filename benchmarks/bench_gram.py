@@ -179,6 +179,7 @@ def triton_available(device: torch.device) -> Optional[str]:
 
 def run_conv(args, device: torch.device, peaks: dict[str, float]) -> list[dict]:
     rows: list[dict] = []
+    deadline = time.perf_counter() + args.budget_s if args.budget_s else float("inf")
     syrk = make_syrk() if device.type == "cuda" else None
     why_not_triton = triton_available(device)
     if why_not_triton:
@@ -196,7 +197,10 @@ def run_conv(args, device: torch.device, peaks: dict[str, float]) -> list[dict]:
             budget = args.mem_fraction * torch.cuda.get_device_properties(device).total_memory
             per_sample = max(s.width * s.out_size() ** 2 * 4 for _, s in shapes)
             batch = int(max(1, min(max_batch, budget // per_sample)))
-        for names, s in shapes:
+        for i, (names, s) in enumerate(shapes):
+            if time.perf_counter() > deadline:
+                print(f"# time budget reached: {len(shapes) - i} of {len(shapes)} {model} shapes not measured", flush=True)
+                break
             x = torch.randn(batch, s.c, s.h, s.h, device=device)
             o = s.out_size()
             m = batch * o * o
@@ -240,6 +244,8 @@ def run_conv(args, device: torch.device, peaks: dict[str, float]) -> list[dict]:
                     print(f"# {model} {s} {method}-{prec} failed: {type(exc).__name__}: {exc}")
                     continue
                 tflops = flop / (med * 1e-3) / 1e12
+                print(f"# {model} {'+'.join(names)[:40]} K={s.width} {method}-{prec}: {med:.3f} ms, "
+                      f"{tflops:.1f} TFLOP/s", flush=True)
                 rows.append(dict(
                     kind="conv_gram", model=model, layers="+".join(names), count=len(names), batch=batch,
                     C=s.c, H=s.h, k=s.k, stride=s.stride, pad=s.pad, K=s.width, M=m,
@@ -317,6 +323,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--mem-fraction", type=float, default=0.3,
                     help="GPU memory share for the largest layer's im2col matrix (sets the batch)")
     ap.add_argument("--skip-projection", action="store_true")
+    ap.add_argument("--budget-s", type=float, default=0.0,
+                    help="stop starting new conv shapes after this many seconds (0: no limit)")
     args = ap.parse_args(argv)
 
     if torch.cuda.is_available() and not args.smoke:
@@ -340,6 +348,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows = run_conv(args, device, peaks)
     if not args.skip_projection:
         rows += run_projection(args, device, peaks)
+    if not rows:
+        print("no measurement finished", file=sys.stderr)
+        return 1
     print_table(rows, header)
     path = args.out
     if os.path.isdir(path) or path.endswith(os.sep):

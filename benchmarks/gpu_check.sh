@@ -44,17 +44,17 @@ status "env: $(grep -E '^(device|triton|python)' "$OUT/env.txt" | tr '\n' ' ')"
 TESTS="tests/test_triton_gpu.py tests/test_triton_library.py"
 if "$PY" -c "import hypothesis" 2>/dev/null; then TESTS="$TESTS tests/test_triton_ops.py"; fi
 if "$PY" -c "import pytest" 2>/dev/null; then
-  timeout 120 "$PY" -m pytest -q -p no:cacheprovider $TESTS -x --durations=15 > "$OUT/tests.log" 2>&1
+  timeout 110 "$PY" -m pytest -q -p no:cacheprovider $TESTS -x --durations=15 > "$OUT/tests.log" 2>&1
   rc=$?
   status "tests rc=$rc: $(tail -n 1 "$OUT/tests.log")"
 else
   status "tests skipped: pytest is not installed"
 fi
 
-timeout 60 "$PY" benchmarks/project_gpu_check.py > "$OUT/project_gpu.log" 2>&1
+timeout 90 "$PY" benchmarks/project_gpu_check.py > "$OUT/project_gpu.log" 2>&1
 status "project on CUDA rc=$?: $(tail -n 1 "$OUT/project_gpu.log")"
 
-timeout 140 "$PY" benchmarks/bench_gram.py --out "$OUT/bench_gram.csv" > "$OUT/bench.log" 2>&1
+timeout 120 "$PY" benchmarks/bench_gram.py --budget-s 85 --out "$OUT/bench_gram.csv" > "$OUT/bench.log" 2>&1
 rc=$?
 status "benchmark rc=$rc (table in bench.log, CSV in bench_gram.csv)"
 
