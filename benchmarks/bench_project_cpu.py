@@ -56,6 +56,51 @@ def _child(method: str, n: int, alpha: float, threads: int, eig_dtype: str) -> d
             "extra_rss_gb": (peak - base) / 2**20, "phases": phases}
 
 
+def _floor(n: int, threads: int) -> dict:
+    """What this CPU needs at the least for the activation pass: the model's forward pass plus
+    the Gram work (one triangle, ``M K (K + 1)`` FLOP per layer) at the measured fp32 GEMM rate."""
+    import torch
+
+    sys.path.insert(0, HERE)
+    from resnet_cifar import ResNet18
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = ResNet18().eval()
+    work = []
+
+    def count(mod, inp, out):
+        x = inp[0]
+        if isinstance(mod, torch.nn.Conv2d):
+            k = mod.in_channels * mod.kernel_size[0] * mod.kernel_size[1]
+            rows = out.shape[-1] * out.shape[-2]
+        else:
+            k, rows = x.shape[-1], x.numel() // x.shape[-1] // x.shape[0]
+        work.append(rows * k * (k + 1))  # FLOP per sample, one triangle
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    rate = 2 * 2048**3 / sorted(times)[2]
+    x = torch.randn(100, 3, 32, 32)
+    with torch.no_grad():
+        model(x)
+        t0 = time.perf_counter()
+        for _ in range(n // 100):
+            model(x)
+        forward = time.perf_counter() - t0
+    return {"gemm_gflops": rate / 1e9, "gram_tflop": sum(work) * n / 1e12, "forward_s": forward}
+
+
 def _run(method: str, n: int, args) -> dict:
     cmd = [sys.executable, __file__, "--child", method, "--n", str(n), "--alpha", str(args.alpha),
            "--threads", str(args.threads), "--eig-dtype", args.eig_dtype]
@@ -78,6 +123,9 @@ def main() -> None:
     ap.add_argument("--csv")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child == "floor":
+        print(json.dumps(_floor(args.n, args.threads)))
+        return
     if args.child:
         print(json.dumps(_child(args.child, args.n, args.alpha, args.threads, args.eig_dtype)))
         return
@@ -101,6 +149,17 @@ def main() -> None:
             continue
         speed = f"per-sample speed-up over published {(base['wall_s'] / base['n']) / (p['wall_s'] / p['n']):.1f}x; " if base else ""
         print(f"{name}: {speed}phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in p["phases"].items()))
+    floor = _run("floor", args.n, args)
+    if "error" not in floor:
+        gram_s = floor["gram_tflop"] * 1e3 / floor["gemm_gflops"]
+        least = floor["forward_s"] + gram_s
+        print(f"hardware floor of the activation pass at {args.n} samples: forward {floor['forward_s']:.1f} s + "
+              f"{floor['gram_tflop']:.2f} TFLOP of one-triangle Gram work at the measured "
+              f"{floor['gemm_gflops']:.0f} GFLOP/s fp32 GEMM rate = {gram_s:.1f} s; {least:.1f} s in all")
+        for name, p in ok.items():
+            if "activations" in p["phases"]:
+                print(f"{name}: activation pass {p['phases']['activations']:.1f} s = "
+                      f"{100 * least / p['phases']['activations']:.0f}% of the hardware rate")
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=["method", "n", "wall_s", "peak_rss_gb", "extra_rss_gb", "error"], extrasaction="ignore")
