@@ -7,6 +7,10 @@ the first output dim when one sample alone is too large) is copied into a buffer
 Those rows are ordered ``(kernel offset, channel)``; the Gram is permuted once per call to the
 ``(channel, kernel offset)`` order of ``weight.flatten(1)`` (a ``K^2`` gather).
 
+Stride-1 1-d/2-d convolutions with one group and enough channels take the shift route instead
+(``shift_gram.py``): no patch matrix at all, one GEMM per kernel-offset shift over the padded
+channels-last input, chunked over samples by the same memory budget.
+
 Peak extra memory: one ``[G, K_g, K_g]`` Gram in the working order, one chunk of rows
 (``$SAP_KERNELS_CHUNK_MB``, at least one output row of one sample) and the padded
 channels-last copy of one range of samples.
@@ -20,7 +24,8 @@ import torch.nn.functional as F
 
 from ...ops.dispatch import register
 from ...ops.geometry import ConvGeometry
-from .chunking import rows_per_chunk
+from . import shift_gram
+from .chunking import chunk_bytes, rows_per_chunk
 from .syrk import batched_syrk_
 
 
@@ -78,18 +83,29 @@ def conv_gram_torch(x: torch.Tensor, geom: ConvGeometry, out: torch.Tensor, *, p
             ``torch.backends.cuda.matmul`` allows), so ``"tf32"``/``"bf16"`` are best effort.
     """
     n_total = x.shape[0]
+    work = torch.zeros_like(out)
+    if shift_gram.preferred(geom):
+        samples = max(1, chunk_bytes() // (shift_gram.buffer_elements(geom) * out.element_size()))
+        for n0 in range(0, n_total, samples):
+            shift_gram.shift_conv_gram_(work, x[n0 : n0 + samples], geom)
+    else:
+        _im2col_gram(x, geom, work)
+    # Working index p * C_g + c -> weight index c * P + p, as one strided add (no index gather).
+    p, cg = math.prod(geom.kernel_size), geom.channels_per_group
+    out.view(-1, cg, p, cg, p).add_(work.view(-1, p, cg, p, cg).permute(0, 2, 1, 4, 3))
+
+
+def _im2col_gram(x: torch.Tensor, geom: ConvGeometry, work: torch.Tensor) -> None:
+    """``work[g] += P_g^T P_g`` (working order) from bounded chunks of materialised patch rows."""
+    n_total = x.shape[0]
     k_total = geom.in_channels * math.prod(geom.kernel_size)
-    budget_rows = rows_per_chunk(k_total * out.element_size())
+    budget_rows = rows_per_chunk(k_total * work.element_size())
     per_sample = geom.rows_per_sample
     o1 = geom.out_spatial[0]
     per_o1 = per_sample // o1
     samples = max(1, budget_rows // per_sample)
     o_step = o1 if samples > 1 or per_sample <= budget_rows else max(1, budget_rows // per_o1)
-    work = torch.zeros_like(out)
     for n0 in range(0, n_total, samples):
         view = patch_view(x[n0 : n0 + samples], geom)
         for a in range(0, o1, o_step):
-            batched_syrk_(work, patch_rows(view[:, a : a + o_step], geom, out.dtype))
-    # Working index p * C_g + c -> weight index c * P + p, as one strided add (no index gather).
-    p, cg = math.prod(geom.kernel_size), geom.channels_per_group
-    out.view(-1, cg, p, cg, p).add_(work.view(-1, p, cg, p, cg).permute(0, 2, 1, 4, 3))
+            batched_syrk_(work, patch_rows(view[:, a : a + o_step], geom, work.dtype))

@@ -1,0 +1,176 @@
+"""Conv-input Gram of a stride-1 convolution from shifted channel products, without im2col.
+
+For stride 1 the block of the Gram that pairs kernel offsets ``i`` and ``j`` is
+``G_ij = sum over output positions o of x[o + i] x[o + j]^T`` (``[C, C]``, ``x`` zero-padded,
+``x[q]`` the channel vector at position ``q``). It depends on ``i`` only through the window
+``i + O`` of positions it sums over and otherwise on the shift ``d = j - i``. So
+
+    G_ij = S_d - (the same sum over the interior positions outside window i),
+    S_d  = sum over every position q of x[q] x[q + d]^T,
+
+and the interior positions outside a window are a few rows and columns at the image border
+(none for the centre offset of a 'same' convolution). A ``k x k`` kernel has ``k^2 (k^2 + 1) / 2``
+offset pairs but only ``((2k - 1)^2 + 1) / 2`` distinct shifts up to transposition (13 against 45
+for 3x3), and each ``S_d`` is one GEMM over the channels-last input itself: the input is read once
+per shift instead of being copied into a 9x larger patch matrix.
+
+Positions are flattened over (sample, row, column) of the zero-padded channels-last input, so a
+2-d shift is a constant offset in rows of a ``[positions, C]`` matrix. For a position inside
+window ``i`` the offset lands on its true partner; for one outside, it may run across a row or
+sample boundary, but exactly those positions are subtracted again as border strips computed with
+the same offset, so such terms cancel and the result is exact (zero guard rows at both ends keep
+every offset inside the buffer).
+
+Used by the torch backend for 1-d and 2-d convolutions with stride 1 and one group, when the
+FLOP estimate says it is cheaper than im2col (``shift_cost``).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ...ops.geometry import ConvGeometry
+
+
+# Below this many channels the [C, C] products are too small for BLAS to run well (measured: a
+# 3-channel 3x3 conv on 32x32 inputs took 1.5x longer than im2col).
+MIN_CHANNELS = 16
+# Take the shift route when its multiply-adds are at most 1 / MIN_GAIN of im2col's. The im2col
+# route also copies 9x the input and runs smaller GEMMs, so break-even lies below 1: measured on 2
+# CPU threads, a 512-channel 3x3 'same' conv on 4x4 inputs (ratio 0.62) ran 1.16x faster shifted,
+# a 32-channel 'valid' one on 8x8 (ratio 0.44) 2.8x slower.
+MIN_GAIN = 0.6
+
+
+def applicable(geom: ConvGeometry) -> bool:
+    """Stride 1 in every dim, one group, 1-d or 2-d."""
+    return geom.nd in (1, 2) and geom.groups == 1 and all(s == 1 for s in geom.stride)
+
+
+def preferred(geom: ConvGeometry) -> bool:
+    """Whether the torch backend should take the shift route for this convolution."""
+    return (applicable(geom) and geom.in_channels >= MIN_CHANNELS
+            and im2col_cost(geom) >= MIN_GAIN * shift_cost(geom))
+
+
+def buffer_elements(geom: ConvGeometry) -> int:
+    """Values of the padded buffer per sample (``C * height * width``)."""
+    hp, wp = _layout(_as_2d(geom))
+    return geom.in_channels * hp * wp
+
+
+def _as_2d(geom: ConvGeometry) -> dict:
+    """The geometry with a unit leading dim for 1-d convolutions."""
+    lead = 2 - geom.nd
+    return dict(
+        k=(1,) * lead + geom.kernel_size, dil=(1,) * lead + geom.dilation, lo=(0,) * lead + geom.pad_lo,
+        hi=(0,) * lead + geom.pad_hi, inp=(1,) * lead + geom.in_spatial, out=(1,) * lead + geom.out_spatial,
+    )
+
+
+def _layout(g: dict) -> tuple[int, int]:
+    """Height and width of the zero-padded input."""
+    return tuple(g["lo"][a] + g["inp"][a] + g["hi"][a] for a in range(2))
+
+
+def _missing(lo: int, size: int, start: int, length: int) -> list[int]:
+    """Interior coordinates ``[lo, lo + size)`` outside the window ``[start, start + length)``."""
+    return [r for r in range(lo, lo + size) if not start <= r < start + length]
+
+
+def shift_cost(geom: ConvGeometry) -> float:
+    """Multiply-adds per sample of the shift route, divided by ``C^2``."""
+    g = _as_2d(geom)
+    hp, wp = _layout(g)
+    kh, kw = g["k"]
+    shifts = ((2 * kh - 1) * (2 * kw - 1) + 1) // 2
+    rows = {r for a in range(kh) for r in _missing(g["lo"][0], g["inp"][0], a * g["dil"][0], g["out"][0])}
+    cols = {c for b in range(kw) for c in _missing(g["lo"][1], g["inp"][1], b * g["dil"][1], g["out"][1])}
+    signed = (2 * kh - 1) * (2 * kw - 1)
+    return shifts * hp * wp + signed * (len(rows) * wp + len(cols) * hp + len(rows) * len(cols))
+
+
+def im2col_cost(geom: ConvGeometry) -> float:
+    """Multiply-adds per sample of the im2col route (one triangle of blocks), divided by ``C^2``."""
+    p = math.prod(geom.kernel_size)
+    return geom.rows_per_sample * p * (p + 1) / 2
+
+
+def shift_conv_gram_(work: torch.Tensor, x: torch.Tensor, geom: ConvGeometry) -> None:
+    """``work[0] += P^T P`` for the im2col rows ``P`` of ``x``, in working order.
+
+    Args:
+        work: ``[1, P * C, P * C]`` float32/float64 accumulator, index ``p * C + c`` for kernel
+            offset ``p`` (row-major over the kernel dims) and channel ``c``.
+        x: ``[n, C, *spatial]`` (1-d or 2-d), any float dtype; ``applicable(geom)`` must hold.
+        geom: the convolution's geometry.
+    """
+    g = _as_2d(geom)
+    if geom.nd == 1:
+        x = x.unsqueeze(2)
+    n, c = x.shape[0], x.shape[1]
+    hp, wp = _layout(g)
+    (kh, kw), (dh, dw) = g["k"], g["dil"]
+    (top, left), (h, w) = g["lo"], g["inp"]
+    (ho, wo) = g["out"]
+    guard = dh * (kh - 1) * wp + dw * (kw - 1)
+    # Zero-padded channels-last buffer [guard + n * hp * wp + guard, C].
+    pads = (0, 0, left, wp - left - w, top, hp - top - h)
+    flat = F.pad(x.movedim(1, -1).to(work.dtype), pads).reshape(-1, c)
+    flat = F.pad(flat, (0, 0, guard, guard))
+    length = n * hp * wp
+    plane = hp * wp * c
+
+    def rows_at(offset: int, count: int, step: int) -> torch.Tensor:
+        """``[n * count, C]``: per sample, ``count`` positions from ``offset`` every ``step``."""
+        view = flat.as_strided((n, count, c), (plane, step * c, 1), (guard + offset) * c)
+        return view.reshape(n * count, c)
+
+    shift_sums: dict[int, torch.Tensor] = {}
+
+    def shifted(d: int) -> torch.Tensor:
+        """``S_d = sum_q x[q] x[q + d]^T`` over all positions (``d`` in flat positions)."""
+        if d < 0:
+            return shifted(-d).t()
+        if d not in shift_sums:
+            a = flat[guard : guard + length]
+            shift_sums[d] = a.t() @ flat[guard + d : guard + d + length]
+        return shift_sums[d]
+
+    strip_sums: dict[tuple, torch.Tensor] = {}
+
+    def strip(kind: str, where: tuple[int, ...], d: int) -> torch.Tensor:
+        """Sum of ``x[q] x[q + d]^T`` over one row, one column or one position of every sample."""
+        key = (kind, where, d)
+        if key not in strip_sums:
+            if kind == "row":
+                start, count, step = where[0] * wp, wp, 1
+            elif kind == "col":
+                start, count, step = where[0], hp, wp
+            else:
+                start, count, step = where[0] * wp + where[1], 1, 1
+            strip_sums[key] = rows_at(start, count, step).t() @ rows_at(start + d, count, step)
+        return strip_sums[key]
+
+    offsets = list(itertools.product(range(kh), range(kw)))
+    out = work[0]
+    for (p, (a, b)), (q, (a2, b2)) in itertools.combinations_with_replacement(list(enumerate(offsets)), 2):
+        d = (a2 - a) * dh * wp + (b2 - b) * dw
+        block = shifted(d)
+        miss_r = _missing(top, h, a * dh, ho)
+        miss_c = _missing(left, w, b * dw, wo)
+        if miss_r or miss_c:
+            block = block.clone()
+            for r in miss_r:
+                block -= strip("row", (r,), d)
+            for col in miss_c:
+                block -= strip("col", (col,), d)
+            for r in miss_r:  # positions in a missing row and column were taken off twice
+                for col in miss_c:
+                    block += strip("pos", (r, col), d)
+        out[p * c : (p + 1) * c, q * c : (q + 1) * c] += block
+        if p != q:
+            out[q * c : (q + 1) * c, p * c : (p + 1) * c] += block.t()
