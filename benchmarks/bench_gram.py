@@ -8,7 +8,9 @@ im2col matrix of the largest layer fills about a third of the GPU memory:
 
 - ``triton-ieee`` / ``triton-tf32``: ``sap_kernels`` implicit-im2col Triton ``conv_gram``;
 - ``unfold+mm-ieee`` / ``unfold+mm-tf32``: ``F.unfold`` + ``torch.mm`` (unfold time included);
-- ``unfold+syrk``: ``F.unfold`` + cuBLAS ``syrk`` through CuPy, when CuPy is installed.
+- ``unfold+syrk``: ``F.unfold`` + cuBLAS ``syrk`` through CuPy, when CuPy is installed;
+- ``torch-shift``: the torch backend's shift route (stride-1 layers with >= 16 channels: one GEMM
+  per kernel-offset shift, no im2col), in fp32.
 
 Reported: median time and the 10th/90th percentiles (``triton.testing.do_bench`` on CUDA),
 achieved TFLOP/s, % of the matmul peak measured here (an 8192^3 ``torch.mm`` in fp32 and in TF32),
@@ -44,6 +46,7 @@ import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from sap_kernels import ops  # noqa: E402
+from sap_kernels.kernels.torch import shift_gram  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -226,9 +229,11 @@ def run_conv(args, device: torch.device, peaks: dict[str, float]) -> list[dict]:
                     methods.append(("triton", prec, lambda prec=prec, g3=g3: ops.conv_gram(
                         x, s.k, stride=s.stride, padding=s.pad, out=g3, backend="triton", precision=prec),
                         "fp32" if not tf32 else "tf32"))
-                if args.smoke and prec == "ieee":
+                shifted = shift_gram.preferred(ops.conv_geometry(x.shape, s.k, s.stride, s.pad))
+                if (args.smoke or shifted) and prec == "ieee":
+                    # On a GPU only where it takes the shift route (no im2col; torch GEMMs).
                     g3 = out.view(1, s.width, s.width)
-                    methods.append(("torch-backend", prec, lambda g3=g3: ops.conv_gram(
+                    methods.append(("torch-shift" if shifted else "torch-backend", prec, lambda g3=g3: ops.conv_gram(
                         x, s.k, stride=s.stride, padding=s.pad, out=g3, backend="torch"), "fp32"))
             if syrk is not None:
                 methods.append(("unfold+syrk", "ieee", lambda: syrk(x, s, out), "fp32"))

@@ -82,14 +82,13 @@ def conv_gram_torch(x: torch.Tensor, geom: ConvGeometry, out: torch.Tensor, *, p
             torch's own matmul precision (full fp32 on CPU; on CUDA whatever
             ``torch.backends.cuda.matmul`` allows), so ``"tf32"``/``"bf16"`` are best effort.
     """
-    n_total = x.shape[0]
-    work = torch.zeros_like(out)
-    if shift_gram.preferred(geom):
+    if shift_gram.preferred(geom):  # adds into out directly, in weight order
         samples = max(1, chunk_bytes() // (shift_gram.buffer_elements(geom) * out.element_size()))
-        for n0 in range(0, n_total, samples):
-            shift_gram.shift_conv_gram_(work, x[n0 : n0 + samples], geom)
-    else:
-        _im2col_gram(x, geom, work)
+        for n0 in range(0, x.shape[0], samples):
+            shift_gram.shift_conv_gram_(out, x[n0 : n0 + samples], geom)
+        return
+    work = torch.zeros_like(out)
+    _im2col_gram(x, geom, work)
     # Working index p * C_g + c -> weight index c * P + p, as one strided add (no index gather).
     p, cg = math.prod(geom.kernel_size), geom.channels_per_group
     out.view(-1, cg, p, cg, p).add_(work.view(-1, p, cg, p, cg).permute(0, 2, 1, 4, 3))

@@ -40,8 +40,8 @@ from ...ops.geometry import ConvGeometry
 MIN_CHANNELS = 16
 # Take the shift route when its multiply-adds are at most 1 / MIN_GAIN of im2col's. The im2col
 # route also copies 9x the input and runs smaller GEMMs, so break-even lies below 1: measured on 2
-# CPU threads, a 512-channel 3x3 'same' conv on 4x4 inputs (ratio 0.62) ran 1.16x faster shifted,
-# a 32-channel 'valid' one on 8x8 (ratio 0.44) 2.8x slower.
+# CPU threads (benchmarks/bench_shift_cpu.py), a 512-channel 3x3 'same' conv on 4x4 inputs (ratio
+# 0.62) ran as fast either way, a 32-channel 'valid' one on 8x8 (ratio 0.57) 2.6x slower shifted.
 MIN_GAIN = 0.6
 
 
@@ -99,12 +99,13 @@ def im2col_cost(geom: ConvGeometry) -> float:
     return geom.rows_per_sample * p * (p + 1) / 2
 
 
-def shift_conv_gram_(work: torch.Tensor, x: torch.Tensor, geom: ConvGeometry) -> None:
-    """``work[0] += P^T P`` for the im2col rows ``P`` of ``x``, in working order.
+def shift_conv_gram_(out: torch.Tensor, x: torch.Tensor, geom: ConvGeometry) -> None:
+    """``out[0] += P^T P`` for the im2col rows ``P`` of ``x``.
 
     Args:
-        work: ``[1, P * C, P * C]`` float32/float64 accumulator, index ``p * C + c`` for kernel
-            offset ``p`` (row-major over the kernel dims) and channel ``c``.
+        out: ``[1, C * P, C * P]`` float32/float64 accumulator in the column order of
+            ``weight.flatten(1)``: index ``c * P + p`` for channel ``c`` and kernel offset ``p``
+            (row-major over the kernel dims).
         x: ``[n, C, *spatial]`` (1-d or 2-d), any float dtype; ``applicable(geom)`` must hold.
         geom: the convolution's geometry.
     """
@@ -119,7 +120,7 @@ def shift_conv_gram_(work: torch.Tensor, x: torch.Tensor, geom: ConvGeometry) ->
     guard = dh * (kh - 1) * wp + dw * (kw - 1)
     # Zero-padded channels-last buffer [guard + n * hp * wp + guard, C].
     pads = (0, 0, left, wp - left - w, top, hp - top - h)
-    flat = F.pad(x.movedim(1, -1).to(work.dtype), pads).reshape(-1, c)
+    flat = F.pad(x.movedim(1, -1).to(out.dtype), pads).reshape(-1, c)
     flat = F.pad(flat, (0, 0, guard, guard))
     length = n * hp * wp
     plane = hp * wp * c
@@ -128,17 +129,6 @@ def shift_conv_gram_(work: torch.Tensor, x: torch.Tensor, geom: ConvGeometry) ->
         """``[n * count, C]``: per sample, ``count`` positions from ``offset`` every ``step``."""
         view = flat.as_strided((n, count, c), (plane, step * c, 1), (guard + offset) * c)
         return view.reshape(n * count, c)
-
-    shift_sums: dict[int, torch.Tensor] = {}
-
-    def shifted(d: int) -> torch.Tensor:
-        """``S_d = sum_q x[q] x[q + d]^T`` over all positions (``d`` in flat positions)."""
-        if d < 0:
-            return shifted(-d).t()
-        if d not in shift_sums:
-            a = flat[guard : guard + length]
-            shift_sums[d] = a.t() @ flat[guard + d : guard + d + length]
-        return shift_sums[d]
 
     strip_sums: dict[tuple, torch.Tensor] = {}
 
@@ -155,22 +145,31 @@ def shift_conv_gram_(work: torch.Tensor, x: torch.Tensor, geom: ConvGeometry) ->
             strip_sums[key] = rows_at(start, count, step).t() @ rows_at(start + d, count, step)
         return strip_sums[key]
 
+    # Offset pairs p <= q grouped by |shift| (in flat positions): one S per group, and the strip
+    # sums of a group are dropped before the next, so memory stays at a few [C, C] matrices.
     offsets = list(itertools.product(range(kh), range(kw)))
-    out = work[0]
+    groups: dict[int, list] = {}
     for (p, (a, b)), (q, (a2, b2)) in itertools.combinations_with_replacement(list(enumerate(offsets)), 2):
         d = (a2 - a) * dh * wp + (b2 - b) * dw
-        block = shifted(d)
-        miss_r = _missing(top, h, a * dh, ho)
-        miss_c = _missing(left, w, b * dw, wo)
-        if miss_r or miss_c:
-            block = block.clone()
-            for r in miss_r:
-                block -= strip("row", (r,), d)
-            for col in miss_c:
-                block -= strip("col", (col,), d)
-            for r in miss_r:  # positions in a missing row and column were taken off twice
+        groups.setdefault(abs(d), []).append((p, q, a, b, d))
+    blocks = out[0].view(c, kh * kw, c, kh * kw)  # [c, p, c', q]: block (p, q) is [:, p, :, q]
+    body = flat[guard : guard + length]
+    for shift, pairs in groups.items():
+        s_pos = body.t() @ flat[guard + shift : guard + shift + length]  # S_shift
+        strip_sums.clear()
+        for p, q, a, b, d in pairs:
+            block = s_pos if d >= 0 else s_pos.t()  # S_{-d} = S_d^T
+            miss_r = _missing(top, h, a * dh, ho)
+            miss_c = _missing(left, w, b * dw, wo)
+            if miss_r or miss_c:
+                block = block.clone()
+                for r in miss_r:
+                    block -= strip("row", (r,), d)
                 for col in miss_c:
-                    block += strip("pos", (r, col), d)
-        out[p * c : (p + 1) * c, q * c : (q + 1) * c] += block
-        if p != q:
-            out[q * c : (q + 1) * c, p * c : (p + 1) * c] += block.t()
+                    block -= strip("col", (col,), d)
+                for r in miss_r:  # positions in a missing row and column were taken off twice
+                    for col in miss_c:
+                        block += strip("pos", (r, col), d)
+            blocks[:, p, :, q] += block
+            if p != q:
+                blocks[:, q, :, p] += block.t()
