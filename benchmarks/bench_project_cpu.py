@@ -159,7 +159,7 @@ def main() -> None:
         for name, p in ok.items():
             if "activations" in p["phases"]:
                 act = p["phases"]["activations"]
-                print(f"{name}: activation pass {act:.1f} s = {least / act:.2f}x that time")
+                print(f"{name}: activation pass {act:.1f} s = {act / least:.2f}x that time")
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=["method", "n", "wall_s", "peak_rss_gb", "extra_rss_gb", "error"], extrasaction="ignore")
