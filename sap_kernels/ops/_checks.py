@@ -42,3 +42,15 @@ def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     return precision
+
+
+def weight_shape(weight: torch.Tensor) -> tuple[tuple[int, ...], int]:
+    """``(leading dims, K)`` of a flattened weight ``[..., out, K]``; a ValueError otherwise."""
+    if weight.dim() < 2:
+        raise ValueError(f"weight must be [..., out, K], got shape {list(weight.shape)}")
+    return tuple(weight.shape[:-2]), weight.shape[-1]
+
+
+def projection_dtype(weight: torch.Tensor, eigvecs: torch.Tensor) -> torch.dtype:
+    """Dtype a projection is computed in: at least fp32, fp64 when weight or eigvecs are fp64."""
+    return torch.promote_types(torch.promote_types(weight.dtype, eigvecs.dtype), torch.float32)

@@ -18,6 +18,7 @@ import math
 
 import torch
 
+from ._checks import weight_shape
 from .scales import check_alpha
 
 
@@ -43,10 +44,7 @@ def gram_projection(weight: torch.Tensor, gram: torch.Tensor, alpha: float) -> t
         True
     """
     a = check_alpha(alpha)
-    if weight.dim() < 2:
-        raise ValueError(f"weight must be [..., out, K], got shape {list(weight.shape)}")
-    k = weight.shape[-1]
-    lead = tuple(weight.shape[:-2])
+    lead, k = weight_shape(weight)
     if tuple(gram.shape) != (*lead, k, k):
         raise ValueError(f"shapes do not match: weight {list(weight.shape)}, gram {list(gram.shape)} "
                          f"(expected {[*lead, k, k]})")

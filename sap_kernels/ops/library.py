@@ -25,12 +25,11 @@ from typing import Optional, Sequence
 
 import torch
 
-from ._checks import accumulator, accumulator_dtype
+from ._checks import accumulator, accumulator_dtype, projection_dtype
 from .conv_gram import conv_gram
 from .geometry import conv_geometry
 from .gram import gram
-from .projection import scaled_projection
-from .scales import check_alpha
+from .projection import check_projection, scaled_projection
 
 NAMESPACE = "sap_kernels"
 
@@ -97,19 +96,6 @@ def _scaled_projection_fake(weight, eigvals, eigvecs, alpha, wv=None, precision=
     return torch.empty_like(weight)
 
 
-def _check_projection(weight, eigvals, eigvecs, alpha, wv) -> None:
-    """The shape checks of ``scaled_projection`` (the kernels trust their arguments)."""
-    check_alpha(alpha)
-    if weight.dim() < 2:
-        raise ValueError(f"weight must be [..., out, K], got shape {list(weight.shape)}")
-    lead, k = tuple(weight.shape[:-2]), weight.shape[-1]
-    if tuple(eigvals.shape) != (*lead, k) or tuple(eigvecs.shape) != (*lead, k, k):
-        raise ValueError(f"shapes do not match: weight {list(weight.shape)}, eigvals {list(eigvals.shape)}, "
-                         f"eigvecs {list(eigvecs.shape)}")
-    if wv is not None and wv.shape != weight.shape:
-        raise ValueError(f"wv has shape {list(wv.shape)}, expected {list(weight.shape)}")
-
-
 def _register_triton_ops() -> bool:
     try:
         from torch.library import custom_op, triton_op, wrap_triton
@@ -117,7 +103,7 @@ def _register_triton_ops() -> bool:
         from ..kernels.triton._common import interpreted
         from ..kernels.triton.conv_gram import conv_gram_triton_launch
         from ..kernels.triton.gram import gram_triton_launch
-        from ..kernels.triton.projection import compute_dtype, scaled_projection_triton_launch
+        from ..kernels.triton.projection import scaled_projection_triton_launch
     except Exception:  # no Triton (or a torch without triton_op): the dispatching ops still work
         return False
 
@@ -169,7 +155,7 @@ def _register_triton_ops() -> bool:
         conv_gram_triton_launch(x, geom, out, precision, launch=launch)
 
     def _projection_fake(weight, eigvals, eigvecs, alpha, wv=None, precision="ieee"):
-        return weight.new_empty(weight.shape, dtype=compute_dtype(weight, eigvecs))
+        return weight.new_empty(weight.shape, dtype=projection_dtype(weight, eigvecs))
 
     @define("triton_scaled_projection", (), _projection_fake)
     def triton_scaled_projection(
@@ -181,7 +167,7 @@ def _register_triton_ops() -> bool:
         precision: str = "ieee",
     ) -> torch.Tensor:
         """``W V diag(lambda) V^T`` ``[..., out, K]`` in the compute dtype (fp32; fp64 for fp64)."""
-        _check_projection(weight, eigvals, eigvecs, alpha, wv)
+        check_projection(weight, eigvals, eigvecs, alpha, wv)
         return scaled_projection_triton_launch(weight, eigvals, eigvecs, alpha, wv, precision, launch=launch)
 
     return True

@@ -5,9 +5,25 @@ from typing import Optional
 
 import torch
 
-from ._checks import check_precision
+from ._checks import check_precision, weight_shape
 from .dispatch import resolve
 from .scales import check_alpha
+
+
+def check_projection(
+    weight: torch.Tensor, eigvals: torch.Tensor, eigvecs: torch.Tensor, alpha: float, wv: Optional[torch.Tensor]
+) -> None:
+    """The argument checks of ``scaled_projection`` that every entry point shares (the kernels
+    trust their arguments): alpha, and the shapes of ``eigvals``, ``eigvecs`` and ``wv``."""
+    check_alpha(alpha)
+    lead, k = weight_shape(weight)
+    if tuple(eigvals.shape) != (*lead, k) or tuple(eigvecs.shape) != (*lead, k, k):
+        raise ValueError(
+            f"shapes do not match: weight {list(weight.shape)}, eigvals {list(eigvals.shape)} "
+            f"(expected {[*lead, k]}), eigvecs {list(eigvecs.shape)} (expected {[*lead, k, k]})"
+        )
+    if wv is not None and tuple(wv.shape) != tuple(weight.shape):
+        raise ValueError(f"wv has shape {list(wv.shape)}, expected {list(weight.shape)}")
 
 
 def scaled_projection(
@@ -40,19 +56,8 @@ def scaled_projection(
         >>> torch.allclose(scaled_projection(w, e, v, float("inf")), w, atol=1e-5)
         True
     """
-    check_alpha(alpha)
+    check_projection(weight, eigvals, eigvecs, alpha, wv)
     check_precision(precision)
-    if weight.dim() < 2:
-        raise ValueError(f"weight must be [..., out, K], got shape {list(weight.shape)}")
-    k = weight.shape[-1]
-    lead = weight.shape[:-2]
-    if tuple(eigvals.shape) != (*lead, k) or tuple(eigvecs.shape) != (*lead, k, k):
-        raise ValueError(
-            f"shapes do not match: weight {list(weight.shape)}, eigvals {list(eigvals.shape)} "
-            f"(expected {[*lead, k]}), eigvecs {list(eigvecs.shape)} (expected {[*lead, k, k]})"
-        )
-    if wv is not None and tuple(wv.shape) != tuple(weight.shape):
-        raise ValueError(f"wv has shape {list(wv.shape)}, expected {list(weight.shape)}")
     if len({weight.device, eigvals.device, eigvecs.device}) != 1:
         raise ValueError("weight, eigvals and eigvecs must be on one device")
     fn = resolve("scaled_projection", weight.device, backend)

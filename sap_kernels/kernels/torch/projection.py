@@ -5,6 +5,7 @@ from typing import Optional
 
 import torch
 
+from ...ops._checks import projection_dtype
 from ...ops.dispatch import register
 from ...ops.scales import sap_scales
 
@@ -30,7 +31,7 @@ def scaled_projection_torch(
     Returns:
         ``[..., out, K]`` in the compute dtype (the caller casts back).
     """
-    cdt = torch.promote_types(torch.promote_types(weight.dtype, eigvecs.dtype), torch.float32)
+    cdt = projection_dtype(weight, eigvecs)
     lam = sap_scales(eigvals.to(cdt), alpha)
     v = eigvecs.to(cdt)
     out_features, k = weight.shape[-2], weight.shape[-1]

@@ -22,6 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ...ops._checks import projection_dtype
 from ...ops.dispatch import register
 from . import _common as C
 
@@ -124,9 +125,12 @@ def scaled_mm(
     return out
 
 
-def compute_dtype(weight: torch.Tensor, eigvecs: torch.Tensor) -> torch.dtype:
-    """At least fp32: fp64 when weight or eigvecs are fp64."""
-    return torch.promote_types(torch.promote_types(weight.dtype, eigvecs.dtype), torch.float32)
+def _batched(weight: torch.Tensor, eigvecs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``weight [..., out, K]`` and ``eigvecs [..., K, K]`` as ``[B, out, K]`` and ``[B, K, K]``
+    in the projection dtype."""
+    cdt = projection_dtype(weight, eigvecs)
+    o, k = weight.shape[-2], weight.shape[-1]
+    return weight.to(cdt).reshape(-1, o, k), eigvecs.to(cdt).reshape(-1, k, k)
 
 
 def scaled_projection_triton_launch(
@@ -149,17 +153,15 @@ def scaled_projection_triton_launch(
         ``[..., out, K]`` in the compute dtype (fp32, or fp64 when weight/eigvecs are fp64).
     """
     C.check_precision(precision)
-    cdt = compute_dtype(weight, eigvecs)
     shape = weight.shape
     o, k = shape[-2], shape[-1]
-    w = weight.to(cdt).reshape(-1, o, k)
-    v = eigvecs.to(cdt).reshape(-1, k, k)
-    e = eigvals.to(cdt).reshape(-1, k)
+    w, v = _batched(weight, eigvecs)
+    e = eigvals.to(w.dtype).reshape(-1, k)
     vt = v.transpose(1, 2)
     if wv is None and o > k:
         p = scaled_mm(v, vt, e, alpha, precision, launch)  # [B, K, K] = V diag(lambda) V^T
         return scaled_mm(w, p, None, alpha, precision, launch).reshape(shape)
-    t = scaled_mm(w, v, None, alpha, precision, launch) if wv is None else wv.to(cdt).reshape(-1, o, k)
+    t = scaled_mm(w, v, None, alpha, precision, launch) if wv is None else wv.to(w.dtype).reshape(-1, o, k)
     return scaled_mm(t, vt, e, alpha, precision, launch).reshape(shape)
 
 
@@ -168,10 +170,7 @@ def weight_times_eigvecs(
 ) -> torch.Tensor:
     """``T = W V`` ``[..., out, K]`` (compute dtype), to pass as ``wv=`` across an alpha sweep."""
     C.check_precision(precision)
-    cdt = compute_dtype(weight, eigvecs)
-    o, k = weight.shape[-2], weight.shape[-1]
-    w = weight.to(cdt).reshape(-1, o, k)
-    v = eigvecs.to(cdt).reshape(-1, k, k)
+    w, v = _batched(weight, eigvecs)
     return scaled_mm(w, v, None, math.inf, precision, launch).reshape(weight.shape)
 
 
