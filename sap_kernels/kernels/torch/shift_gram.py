@@ -30,7 +30,6 @@ import itertools
 import math
 
 import torch
-import torch.nn.functional as F
 
 from ...ops.geometry import ConvGeometry
 
@@ -76,9 +75,11 @@ def _layout(g: dict) -> tuple[int, int]:
     return tuple(g["lo"][a] + g["inp"][a] + g["hi"][a] for a in range(2))
 
 
-def _missing(lo: int, size: int, start: int, length: int) -> list[int]:
-    """Interior coordinates ``[lo, lo + size)`` outside the window ``[start, start + length)``."""
-    return [r for r in range(lo, lo + size) if not start <= r < start + length]
+def _missing(g: dict, axis: int) -> list[list[int]]:
+    """Per kernel offset along ``axis``, the interior coordinates outside its window."""
+    lo, size, length = g["lo"][axis], g["inp"][axis], g["out"][axis]
+    starts = [a * g["dil"][axis] for a in range(g["k"][axis])]
+    return [[r for r in range(lo, lo + size) if not s <= r < s + length] for s in starts]
 
 
 def shift_cost(geom: ConvGeometry) -> float:
@@ -87,8 +88,8 @@ def shift_cost(geom: ConvGeometry) -> float:
     hp, wp = _layout(g)
     kh, kw = g["k"]
     shifts = ((2 * kh - 1) * (2 * kw - 1) + 1) // 2
-    rows = {r for a in range(kh) for r in _missing(g["lo"][0], g["inp"][0], a * g["dil"][0], g["out"][0])}
-    cols = {c for b in range(kw) for c in _missing(g["lo"][1], g["inp"][1], b * g["dil"][1], g["out"][1])}
+    rows = {r for miss in _missing(g, 0) for r in miss}
+    cols = {c for miss in _missing(g, 1) for c in miss}
     signed = (2 * kh - 1) * (2 * kw - 1)
     return shifts * hp * wp + signed * (len(rows) * wp + len(cols) * hp + len(rows) * len(cols))
 
@@ -116,13 +117,11 @@ def shift_conv_gram_(out: torch.Tensor, x: torch.Tensor, geom: ConvGeometry) -> 
     hp, wp = _layout(g)
     (kh, kw), (dh, dw) = g["k"], g["dil"]
     (top, left), (h, w) = g["lo"], g["inp"]
-    (ho, wo) = g["out"]
     guard = dh * (kh - 1) * wp + dw * (kw - 1)
-    # Zero-padded channels-last buffer [guard + n * hp * wp + guard, C].
-    pads = (0, 0, left, wp - left - w, top, hp - top - h)
-    flat = F.pad(x.movedim(1, -1).to(out.dtype), pads).reshape(-1, c)
-    flat = F.pad(flat, (0, 0, guard, guard))
     length = n * hp * wp
+    # Zero-padded channels-last buffer [guard + n * hp * wp + guard, C], filled by one copy.
+    flat = torch.zeros(guard + length + guard, c, dtype=out.dtype, device=x.device)
+    flat[guard : guard + length].view(n, hp, wp, c)[:, top : top + h, left : left + w] = x.movedim(1, -1)
     plane = hp * wp * c
 
     def rows_at(offset: int, count: int, step: int) -> torch.Tensor:
@@ -152,6 +151,7 @@ def shift_conv_gram_(out: torch.Tensor, x: torch.Tensor, geom: ConvGeometry) -> 
     for (p, (a, b)), (q, (a2, b2)) in itertools.combinations_with_replacement(list(enumerate(offsets)), 2):
         d = (a2 - a) * dh * wp + (b2 - b) * dw
         groups.setdefault(abs(d), []).append((p, q, a, b, d))
+    missing_rows, missing_cols = _missing(g, 0), _missing(g, 1)
     blocks = out[0].view(c, kh * kw, c, kh * kw)  # [c, p, c', q]: block (p, q) is [:, p, :, q]
     body = flat[guard : guard + length]
     for shift, pairs in groups.items():
@@ -159,8 +159,7 @@ def shift_conv_gram_(out: torch.Tensor, x: torch.Tensor, geom: ConvGeometry) -> 
         strip_sums.clear()
         for p, q, a, b, d in pairs:
             block = s_pos if d >= 0 else s_pos.t()  # S_{-d} = S_d^T
-            miss_r = _missing(top, h, a * dh, ho)
-            miss_c = _missing(left, w, b * dw, wo)
+            miss_r, miss_c = missing_rows[a], missing_cols[b]
             if miss_r or miss_c:
                 block = block.clone()
                 for r in miss_r:

@@ -135,6 +135,14 @@ class GramPlan:
     def n_tiles(self) -> int:
         return int(self.tiles.shape[0])
 
+    def kernel_options(self, x_dtype: torch.dtype) -> dict:
+        """The constexprs and launch options both Gram kernels take from the plan."""
+        return dict(
+            BLOCK_K=self.block_k, BLOCK_M=self.block_m, CAST=self.cast, PRECISION=self.precision,
+            INTERPRET=interpreted(), ACC_FP64=x_dtype == torch.float64, num_warps=self.num_warps,
+            num_stages=self.num_stages,
+        )
+
 
 def default_config(k: int, device: torch.device, cuda_stages: int) -> tuple[int, int, int, int]:
     """``(BLOCK_K, BLOCK_M, num_warps, num_stages)`` for Gram width ``k`` (untuned on GPUs:

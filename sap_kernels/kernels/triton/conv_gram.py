@@ -171,11 +171,8 @@ def conv_gram_triton_launch(
     bk, tiles, n_tiles, n_split, rps = plan.block_k, plan.tiles, plan.n_tiles, plan.splits, plan.rows_per_split
     (kd, kh, kw), (sd, sh, sw) = g3["kernel"], g3["stride"]
     (pd, ph, pw), (dd, dh, dw) = g3["pad"], g3["dilation"]
-    common = dict(
-        KD=kd, KH=kh, KW=kw, SD=sd, SH=sh, SW=sw, PD=pd, PH=ph, PW=pw, DD=dd, DH=dh, DW=dw,
-        BLOCK_K=bk, BLOCK_M=plan.block_m, CAST=plan.cast, PRECISION=plan.precision, INTERPRET=C.interpreted(),
-        ACC_FP64=x.dtype == torch.float64, num_warps=plan.num_warps, num_stages=plan.num_stages,
-    )
+    common = dict(KD=kd, KH=kh, KW=kw, SD=sd, SH=sh, SW=sw, PD=pd, PH=ph, PW=pw, DD=dd, DH=dh, DW=dw,
+                  **plan.kernel_options(x.dtype))
     sizes = (*g3["inp"], *g3["outp"])
     xs = x5.stride()
     if n_split == 1:

@@ -94,10 +94,7 @@ def gram_triton_launch(
                        block_k=block_k, block_m=block_m, splits=splits, num_warps=num_warps,
                        num_stages=num_stages)
     bk, tiles, n_tiles, n_split = plan.block_k, plan.tiles, plan.n_tiles, plan.splits
-    common = dict(
-        BLOCK_K=bk, BLOCK_M=plan.block_m, CAST=plan.cast, PRECISION=plan.precision, INTERPRET=C.interpreted(),
-        ACC_FP64=x.dtype == torch.float64, num_warps=plan.num_warps, num_stages=plan.num_stages,
-    )
+    common = plan.kernel_options(x.dtype)
     if n_split == 1:
         launch(_gram_kernel)[(n_tiles, 1)](
             x, tiles, out, m, k, plan.rows_per_split, n_tiles,
