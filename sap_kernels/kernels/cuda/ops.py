@@ -13,6 +13,7 @@ from typing import Optional
 
 import torch
 
+from ...ops._checks import projection_dtype
 from ...ops.dispatch import register
 from ...ops.geometry import ConvGeometry
 
@@ -82,8 +83,7 @@ def _register_fakes() -> None:
 
     @register_fake("sap_kernels::scaled_projection")
     def _projection_fake(weight, eigvals, eigvecs, alpha, wv):
-        cdt = torch.promote_types(torch.promote_types(weight.dtype, eigvecs.dtype), torch.float32)
-        return weight.new_empty(weight.shape, dtype=cdt)
+        return weight.new_empty(weight.shape, dtype=projection_dtype(weight, eigvecs))
 
 
 _register_fakes()
