@@ -1,17 +1,25 @@
 // Torch-facing glue for the CUDA kernels: argument checks, workspace allocation on torch's caching
-// allocator, the current stream, and the op registrations (torch.ops.sap_kernels.*).
+// allocator, the current stream, and the Python module `sap_kernels._C` (pybind11).
+//
+// No operator is registered here: the op schemas (torch.ops.sap_kernels.*) have one owner,
+// sap_kernels/ops/library.py, and the "cuda" backend (sap_kernels/kernels/cuda) calls these plain
+// functions. The CuPy build path (sap_kernels/kernels/cuda/_cupy.py) exposes the same functions
+// with the same arguments, from the same .cu files compiled by NVRTC.
 //
 // The kernels themselves (gram_kernels.cu, projection_kernels.cu) see only raw pointers and strides.
-#include <Python.h>
-
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
+#include <pybind11/stl.h>
+#include <torch/csrc/utils/pybind.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "sap_kernels.h"
@@ -19,14 +27,11 @@
 namespace {
 
 using sap_cuda::DType;
-
-// Split plan constants. Fixed numbers, not read from the device, so that the reduction order, and
-// with it every bit of the result, is the same on any GPU for the same shapes.
-constexpr int64_t kTargetBlocks = 1024;       // several waves on a 132-SM H100
-constexpr int64_t kMinRowsPerSplit = 256;     // below this a split's partial write outweighs its work
-constexpr int64_t kMaxSplits = 4096;           // also keeps grid.y under its 65535 limit
-constexpr int64_t kWorkspaceBytes = int64_t(256) << 20;
-constexpr int64_t kMaxGridYZ = 65535;
+using sap_cuda::kMaxGridYZ;
+using sap_cuda::kMaxSplits;
+using sap_cuda::kMinRowsPerSplit;
+using sap_cuda::kTargetBlocks;
+using sap_cuda::kWorkspaceBytes;
 
 DType kernel_dtype(const at::Tensor& t, const char* op, const char* name) {
   switch (t.scalar_type()) {
@@ -257,26 +262,40 @@ at::Tensor scaled_projection(const at::Tensor& weight, const at::Tensor& eigvals
   return result.reshape(weight.sizes());
 }
 
+// Host-only: the split plan as (splits, rows_per_split), so that the CuPy path's copy of it can be
+// checked against this one without a GPU.
+std::pair<int64_t, int64_t> plan_splits_py(int64_t rows, int64_t tiles, int64_t acc_bytes) {
+  TORCH_CHECK(rows > 0 && tiles > 0 && (acc_bytes == 4 || acc_bytes == 8),
+              "plan_splits: rows and tiles must be > 0 and acc_bytes 4 or 8");
+  const auto plan = plan_splits(rows, tiles, acc_bytes);
+  return {plan.splits, plan.rows_per_split};
+}
+
+// Host-only: the constants of sap_kernels.h as compiled, and the sizes of the parameter structs.
+std::map<std::string, int64_t> constants() {
+  return {{"kTile", sap_cuda::kTile},
+          {"kStage", sap_cuda::kStage},
+          {"kTargetBlocks", kTargetBlocks},
+          {"kMinRowsPerSplit", kMinRowsPerSplit},
+          {"kMaxSplits", kMaxSplits},
+          {"kWorkspaceBytes", kWorkspaceBytes},
+          {"kMaxGridYZ", kMaxGridYZ},
+          {"sizeof(ConvParams)", static_cast<int64_t>(sizeof(sap_cuda::ConvParams))},
+          {"sizeof(GemmParams)", static_cast<int64_t>(sizeof(sap_cuda::GemmParams))}};
+}
+
 }  // namespace
 
-TORCH_LIBRARY(sap_kernels, m) {
-  m.def("gram_(Tensor x, Tensor(a!) out) -> ()");
-  m.def(
-      "conv_gram_(Tensor x, int[] kernel_size, int[] stride, int[] pad_lo, int[] pad_hi, int[] dilation, "
-      "int groups, Tensor(a!) out) -> ()");
-  m.def("scaled_projection(Tensor weight, Tensor eigvals, Tensor eigvecs, float alpha, Tensor? wv) -> Tensor");
-}
-
-TORCH_LIBRARY_IMPL(sap_kernels, CUDA, m) {
-  m.impl("gram_", &gram_);
-  m.impl("conv_gram_", &conv_gram_);
-  m.impl("scaled_projection", &scaled_projection);
-}
-
-// `import sap_kernels._C` loads this library, which runs the registrations above; the Python module
-// itself is empty (the ops live under torch.ops.sap_kernels).
-PyMODINIT_FUNC PyInit__C(void) {
-  static PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", "CUDA kernels of sap_kernels (see torch.ops.sap_kernels)",
-                               -1, nullptr, nullptr, nullptr, nullptr, nullptr};
-  return PyModule_Create(&module);
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "CUDA kernels of sap_kernels (EXPERIMENTAL: never run on a GPU); called by sap_kernels.kernels.cuda";
+  m.def("gram_", &gram_, "out [K, K] += x^T x for x [M, K] (any strides); CUDA tensors", py::arg("x"),
+        py::arg("out"));
+  m.def("conv_gram_", &conv_gram_, "out [G, K_g, K_g] += P_g^T P_g for a conv input x [N, C, *spatial]",
+        py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("pad_lo"), py::arg("pad_hi"),
+        py::arg("dilation"), py::arg("groups"), py::arg("out"));
+  m.def("scaled_projection", &scaled_projection, "W V diag(lambda) V^T in float32 (float64 for float64 input)",
+        py::arg("weight"), py::arg("eigvals"), py::arg("eigvecs"), py::arg("alpha"), py::arg("wv"));
+  m.def("plan_splits", &plan_splits_py, "(splits, rows_per_split) of a Gram launch", py::arg("rows"),
+        py::arg("tiles"), py::arg("acc_bytes"));
+  m.def("constants", &constants, "the constants of csrc/sap_kernels.h as compiled, and parameter struct sizes");
 }

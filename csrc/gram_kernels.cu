@@ -5,14 +5,19 @@
 // writes a partial tile to a workspace; a second kernel sums the partials in split order and adds the
 // result into `out` (mirroring off-diagonal tiles). No float atomics, so the result is bitwise
 // reproducible for the same inputs and split plan (the plan depends only on the shapes).
+//
+// Kernels live in sap_cuda::detail (external linkage, so NVRTC can name them); the host launchers
+// below them are compiled by nvcc only (__CUDACC_RTC__ is NVRTC's).
+#ifndef __CUDACC_RTC__
 #include <algorithm>
 #include <cstdint>
+#endif
 
 #include "sap_kernels.h"
 #include "tile_common.cuh"
 
 namespace sap_cuda {
-namespace {
+namespace detail {
 
 // ---------------------------------------------------------------------------------------------
 // Dense rows: x2d[m, k] = x[m * sm + k * sk] (any strides, so transposed views need no copy).
@@ -196,6 +201,13 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+}  // namespace detail
+
+#ifndef __CUDACC_RTC__
+using namespace detail;  // the launchers below instantiate the kernels
+
+namespace {
+
 dim3 partial_grid(int64_t k, int splits, int64_t groups) {
   return dim3(static_cast<unsigned>(upper_tiles(k)), static_cast<unsigned>(splits), static_cast<unsigned>(groups));
 }
@@ -284,5 +296,7 @@ cudaError_t launch_reduce_upper(DType acc, DType out_dtype, const void* ws, int 
   }
   return cudaGetLastError();
 }
+
+#endif  // __CUDACC_RTC__
 
 }  // namespace sap_cuda

@@ -5,14 +5,18 @@
 // W_hat = (T * lambda) V^T) plus a one-block-per-matrix reduction for sum(e). lambda is evaluated
 // while the T tile is staged into shared memory, so it is never written to memory. Costs
 // 2 * out * K^2 multiply-adds, less than forming P = V diag(lambda) V^T when out < K.
+//
+// Kernels in sap_cuda::detail (NVRTC names them); host launchers for nvcc only, as in gram_kernels.cu.
+#ifndef __CUDACC_RTC__
 #include <cmath>
 #include <cstdint>
+#endif
 
 #include "sap_kernels.h"
 #include "tile_common.cuh"
 
 namespace sap_cuda {
-namespace {
+namespace detail {
 
 // total[b] = sum_i max(e[b, i], 0): per-thread strided sums then a fixed tree, so the order (and the
 // bits) never change between runs. NaN stays NaN, as with torch's clamp_min.
@@ -104,6 +108,13 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(GemmParams p) {
   }
 }
 
+}  // namespace detail
+
+#ifndef __CUDACC_RTC__
+using namespace detail;  // the launchers below instantiate the kernels
+
+namespace {
+
 template <typename T>
 cudaError_t launch_gemm_typed(const GemmParams& p, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((p.n + kTile - 1) / kTile), static_cast<unsigned>((p.m + kTile - 1) / kTile),
@@ -139,5 +150,7 @@ cudaError_t launch_gemm(DType dtype, const GemmParams& p, cudaStream_t stream) {
   if (dtype == DType::f64) return launch_gemm_typed<double>(p, stream);
   return cudaErrorInvalidValue;
 }
+
+#endif  // __CUDACC_RTC__
 
 }  // namespace sap_cuda

@@ -14,8 +14,7 @@ import torch
 pytest.importorskip("triton")
 from sap_kernels import ops  # noqa: E402
 from sap_kernels.kernels.triton import _common  # noqa: E402
-from sap_kernels.kernels.triton.gram import gram_triton  # noqa: E402
-from sap_kernels.ops.dispatch import resolve  # noqa: E402
+from sap_kernels.ops.dispatch import generic_request, select  # noqa: E402
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -42,7 +41,7 @@ SHAPES = [
 
 
 def test_cuda_prefers_triton():
-    assert resolve("gram", torch.device("cuda")) is gram_triton
+    assert select(generic_request("gram", "cuda")).name == "triton"
     assert not _common.interpreted()
 
 

@@ -5,9 +5,10 @@ from typing import Optional
 
 import torch
 
-from ._checks import accumulator, check_precision
-from .dispatch import resolve
-from .geometry import IntOrTuple, Padding, conv_geometry
+from ..kernels.spec import IntOrTuple, Padding, Request
+from ._checks import accumulator, check_precision, float_tensor
+from .dispatch import requested_backend, select
+from .geometry import conv_geometry
 
 
 def conv_gram(
@@ -26,19 +27,23 @@ def conv_gram(
 
     Row ``m`` of ``P_g`` is one (sample, output position); column ``k`` is one (input channel of
     group ``g``, kernel offset), in the order of ``weight[g_out].flatten(1)``; entries outside the
-    input are zero padding (``F.unfold`` semantics). No backend materialises all of ``P_g``.
+    input are zero padding (``F.unfold`` semantics). No backend materialises all of ``P_g``
+    (``conv_patches`` does, when the rows themselves are wanted).
 
     Args:
-        x: ``[N, C, *spatial]`` with 1, 2 or 3 spatial dims (Conv1d/2d/3d), any float dtype.
-        kernel_size, stride, dilation: int or tuple per spatial dim.
+        x: ``[N, C, *spatial]`` with 1, 2 or 3 spatial dims (Conv1d/2d/3d), real float dtype.
+        kernel_size, stride, dilation: int or tuple of ints per spatial dim (``3.0`` is a
+            TypeError naming the argument).
         padding: int, tuple, ``'same'`` or ``'valid'`` (zeros, as ``nn.ConvNd`` takes it).
-        groups: divides ``C``; ``groups == C`` is depthwise.
-        out: optional ``[groups, K_g, K_g]`` float32 accumulator (``K_g = C/groups*prod(kernel)``),
-            updated in place and returned.
-        backend: ``"torch"``, ``"triton"`` or ``"cuda"``; default by device.
-        precision: dot precision, ``"ieee"`` (default), ``"tf32"`` or ``"bf16"``.
+        groups: int dividing ``C``; ``groups == C`` is depthwise.
+        out: optional ``[groups, K_g, K_g]`` contiguous float32/float64 accumulator
+            (``K_g = C/groups * prod(kernel_size)``), not overlapping ``x``; updated in place and
+            returned; the sum is accumulated in its dtype.
+        backend: ``"torch"``, ``"triton"`` or ``"cuda"``; default chosen per call.
+        precision: ``"ieee"`` (default), ``"tf32"`` or ``"bf16"`` (see ``gram``).
     Returns:
-        ``[groups, K_g, K_g]`` float32 (float64 for float64 input).
+        ``[groups, K_g, K_g]`` float32 (float64 for float64 input); nothing is added for
+        ``N = 0`` or ``C = 0``. Not differentiable.
 
     Example:
         >>> x = torch.randn(2, 3, 9, 9)
@@ -47,9 +52,16 @@ def conv_gram(
         >>> torch.allclose(g[0], p.T @ p, rtol=1e-4, atol=1e-3)
         True
     """
-    check_precision(precision)
+    requested_backend(backend)
+    x = float_tensor(x, "x", "conv_gram")
+    prec = check_precision(precision)
     geom = conv_geometry(x.shape, kernel_size, stride, padding, dilation, groups)
-    acc = accumulator(x, (groups, geom.k_per_group, geom.k_per_group), out, "conv_gram")
-    if x.shape[0] and geom.rows_per_sample:
-        resolve("conv_gram", x.device, backend)(x, geom, acc, precision=precision)
+    k = geom.k_per_group
+    acc = accumulator(x, (geom.groups, k, k), out, "conv_gram")
+    if x.shape[0] == 0 or k == 0:
+        return acc
+    request = Request("conv_gram", x.device, x.dtype, acc.dtype, prec, tuple(x.shape), geom)
+    impl = select(request, backend)
+    with torch.no_grad():
+        impl.conv_gram(x, geom, acc, precision=prec)
     return acc

@@ -1,109 +1,198 @@
-"""The one place that chooses a backend for an op.
+"""The one place that chooses a backend for an op call.
 
-Backends register implementations here (``register``); public ops call ``resolve``. Choice:
+Each backend (``sap_kernels.kernels.<name>``) exports ``BACKEND``, a ``kernels.spec.Backend``
+with an implementation of every op and ``not_supported_reasons(request)``: every reason it cannot
+run *these* inputs exactly as asked (device, dtype, accumulator dtype, precision, shape). Choice:
 
-1. ``backend=`` argument, else the ``SAP_KERNELS_BACKEND`` environment variable: that backend is
-   used or a ``BackendUnavailable`` error says why it cannot run;
-2. otherwise the first available of the device's preference list (CUDA: triton, cuda, torch;
-   anything else: torch), falling back quietly.
+1. ``backend=`` on the call, else ``$SAP_KERNELS_BACKEND``: that backend runs the call, or
+   ``BackendUnavailable`` is raised listing every backend with its reasons. An unknown name is a
+   ``ValueError`` naming where it came from (checked on every op, even when nothing dispatches).
+2. Otherwise the first backend of the device's automatic order with no reason against it
+   (CUDA: triton, torch; everything else: torch). Experimental backends (cuda) run only when
+   forced. When none fits, ``BackendUnavailable`` lists them all.
 
-Every backend function takes the keyword ``precision`` (``"ieee"``, ``"tf32"`` or ``"bf16"``,
-validated by the public op) after its positional arguments.
+A non-reference backend is checked against the torch backend on its first use per (device, op,
+dtype, precision) (``sap_kernels.ops.verify``); one that fails is skipped with a warning, or,
+when forced, raises ``BackendUnavailable``.
 
-Backend modules are imported lazily, so a missing Triton or an unbuilt CUDA extension never
-breaks ``import sap_kernels``.
+Backend modules are imported lazily (a missing Triton or an unbuilt CUDA extension never breaks
+``import sap_kernels``), and only from here: ``ops`` depends on ``kernels``, never the reverse.
 """
 from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass
-from typing import Callable, Optional
+import threading
+from typing import Optional, Sequence, Union
 
 import torch
 
+from ..kernels.spec import OPS, Backend, OpName, Request, dtype_name
+from . import verify
+
 ENV_VAR = "SAP_KERNELS_BACKEND"
 BACKENDS = ("torch", "triton", "cuda")
-_PREFERENCE = {"cuda": ("triton", "cuda", "torch")}
-_DEFAULT_PREFERENCE = ("torch",)
+_MODULES = {name: f"sap_kernels.kernels.{name}" for name in BACKENDS}
+_AUTO: dict[str, tuple[str, ...]] = {"cuda": ("triton", "torch")}
+_DEFAULT_AUTO: tuple[str, ...] = ("torch",)
+
+_lock = threading.Lock()
+_loaded: dict[str, Union[Backend, str]] = {}  # name -> backend, or why it failed to load
+_extra: dict[str, Backend] = {}  # added with register_backend
+_extra_auto: dict[str, list[str]] = {}  # device type -> extra names tried first
 
 
 class BackendUnavailable(RuntimeError):
-    """A backend was asked for by name and cannot run this op on this device."""
+    """No backend (or not the forced one) can run an op call exactly as asked.
+
+    Attributes:
+        op: the op name.
+        forced: the backend asked for by name, or None for the automatic choice.
+        reasons: every backend considered -> its reasons (an empty list: usable).
+    """
+
+    def __init__(self, request: Request, forced: Optional[str], reasons: dict[str, list[str]]) -> None:
+        self.op: str = request.op
+        self.forced = forced
+        self.reasons = reasons
+        role = "compute dtype" if request.op == "scaled_projection" else "accumulator"
+        what = (f"{request.op}: {dtype_name(request.dtype)} input on {request.device} ({role} "
+                f"{dtype_name(request.out_dtype)}, precision {request.precision!r}, shape {list(request.shape)})")
+        head = f"cannot use backend {forced!r} for {what}" if forced else f"no backend can run {what}"
+        lines = [f"  {name}: {'; '.join(why) if why else 'usable'}" for name, why in reasons.items()]
+        super().__init__("\n".join([head, *lines]))
 
 
-@dataclass(frozen=True)
-class _Impl:
-    fn: Callable
-    # Returns None when the backend can run on ``device``, else the reason it cannot.
-    check: Callable[[torch.device], Optional[str]]
-
-
-_registry: dict[str, dict[str, _Impl]] = {}
-_load_errors: dict[str, str] = {}
-_loaded: set[str] = set()
-
-
-def _always(device: torch.device) -> Optional[str]:
-    return None
-
-
-def register(op: str, backend: str, check: Callable[[torch.device], Optional[str]] = _always):
-    """Decorator: register ``fn`` as ``backend``'s implementation of ``op``."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; known: {BACKENDS}")
-
-    def deco(fn: Callable) -> Callable:
-        _registry.setdefault(op, {})[backend] = _Impl(fn, check)
-        return fn
-
-    return deco
-
-
-def _load(backend: str) -> None:
-    if backend in _loaded:
-        return
-    _loaded.add(backend)
-    try:
-        importlib.import_module(f"sap_kernels.kernels.{backend}")
-    except Exception as exc:  # an optional backend must never break the others
-        _load_errors[backend] = f"{type(exc).__name__}: {exc}"
-
-
-def _why_not(op: str, backend: str, device: torch.device) -> Optional[str]:
-    _load(backend)
-    if backend in _load_errors:
-        return f"backend {backend!r} failed to load ({_load_errors[backend]})"
-    impl = _registry.get(op, {}).get(backend)
-    if impl is None:
-        return f"backend {backend!r} has no implementation of {op!r}"
-    return impl.check(device)
+def known_backends() -> tuple[str, ...]:
+    """Every backend name: the built-in ones, then those added with ``register_backend``."""
+    return BACKENDS + tuple(n for n in _extra if n not in BACKENDS)
 
 
 def requested_backend(backend: Optional[str] = None) -> Optional[str]:
-    """The explicitly requested backend name (argument first, then environment), validated."""
+    """The backend asked for by name (argument first, then environment), validated.
+
+    Raises:
+        ValueError: an unknown name, saying whether it came from ``backend=`` or the variable.
+    """
     name = backend if backend is not None else (os.environ.get(ENV_VAR) or None)
-    if name is not None and name not in BACKENDS:
-        source = "backend=" if backend is not None else f"${ENV_VAR}"
-        raise ValueError(f"{source}{name!r} is not a backend; choose one of {BACKENDS}")
+    if name is not None and name not in known_backends():
+        source = "backend=" if backend is not None else f"${ENV_VAR}="
+        raise ValueError(f"{source}{name!r} is not a backend; choose one of {known_backends()}")
     return name
 
 
-def resolve(op: str, device: torch.device, backend: Optional[str] = None) -> Callable:
-    """The implementation of ``op`` to run for tensors on ``device``."""
-    device = torch.device(device)
+def load_backend(name: str) -> Union[Backend, str]:
+    """The backend called ``name``, importing its module on first use, or why it failed to load."""
+    if name in _extra:
+        return _extra[name]
+    with _lock:
+        if name not in _loaded:
+            try:
+                module = importlib.import_module(_MODULES[name])
+                _loaded[name] = module.BACKEND
+            except Exception as exc:  # an optional backend must never break the others
+                _loaded[name] = f"{type(exc).__name__}: {exc}"
+        return _loaded[name]
+
+
+def auto_order(device: torch.device) -> tuple[str, ...]:
+    """Backends tried, in order, when none is forced, for tensors on ``device``."""
+    base = _AUTO.get(device.type, _DEFAULT_AUTO)
+    return tuple(_extra_auto.get(device.type, [])) + base
+
+
+def reasons(request: Request, name: str, *, forced: bool) -> list[str]:
+    """Why backend ``name`` cannot run ``request`` (empty: it can). Without ``forced``, also the
+    automatic-choice policy (experimental backends, backends not tried on this device)."""
+    backend = load_backend(name)
+    if isinstance(backend, str):
+        return [f"failed to load ({backend})"]
+    why = list(backend.not_supported_reasons(request))
+    if not forced:
+        if backend.experimental:
+            why.append(f"experimental: runs only when forced (backend={name!r} or ${ENV_VAR}={name})")
+        elif name not in auto_order(request.device):
+            why.append(f"not tried automatically for {request.device.type} tensors (force it by name)")
+    return why
+
+
+def _verified(request: Request, backend: Backend) -> list[str]:
+    """``[]`` when ``backend`` passed (or needs no) first-use verification, else the failure."""
+    if backend.reference or not verify.enabled():
+        return []
+    reference = load_backend("torch")
+    assert not isinstance(reference, str), reference  # the torch backend always loads
+    failure = verify.verdict(request, backend, reference)
+    return [] if failure is None else [failure]
+
+
+def select(request: Request, backend: Optional[str] = None) -> Backend:
+    """The backend to run ``request`` with (see the module docstring for the rules).
+
+    Raises:
+        ValueError: ``backend`` (or ``$SAP_KERNELS_BACKEND``) is not a backend name.
+        BackendUnavailable: the forced backend, or every automatic candidate, cannot run it.
+    """
     name = requested_backend(backend)
     if name is not None:
-        reason = _why_not(op, name, device)
-        if reason is not None:
-            raise BackendUnavailable(f"{op}: cannot use backend {name!r} on {device}: {reason}")
-        return _registry[op][name].fn
-    for candidate in _PREFERENCE.get(device.type, _DEFAULT_PREFERENCE):
-        if _why_not(op, candidate, device) is None:
-            return _registry[op][candidate].fn
-    raise BackendUnavailable(f"{op}: no backend can run on {device}")
+        why = reasons(request, name, forced=True)
+        chosen = load_backend(name)
+        if not why and not isinstance(chosen, str):
+            why = _verified(request, chosen)
+            if not why:
+                return chosen
+        others = {n: reasons(request, n, forced=True) for n in known_backends() if n != name}
+        raise BackendUnavailable(request, name, {name: why, **others})
+    found: dict[str, list[str]] = {}
+    for candidate in auto_order(request.device):
+        why = reasons(request, candidate, forced=False)
+        chosen = load_backend(candidate)
+        if not why and not isinstance(chosen, str):
+            why = _verified(request, chosen)
+            if not why:
+                return chosen
+        found[candidate] = why
+    rest = {n: reasons(request, n, forced=False) for n in known_backends() if n not in found}
+    raise BackendUnavailable(request, None, {**found, **rest})
 
 
-def available_backends(op: str, device: torch.device) -> dict[str, Optional[str]]:
-    """Map backend -> None (usable) or the reason it is not, for diagnostics."""
-    return {b: _why_not(op, b, torch.device(device)) for b in BACKENDS}
+def generic_request(op: OpName, device: Union[str, torch.device]) -> Request:
+    """A float32, ``precision="ieee"`` call of ``op`` on ``device`` with a small shape."""
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}; ops: {OPS}")
+    shape = {"gram": (64, 16), "conv_gram": (2, 4, 8, 8), "scaled_projection": (8, 16)}[op]
+    return Request(op, torch.device(device), torch.float32, torch.float32, "ieee", shape)
+
+
+def available_backends(op: OpName, device: Union[str, torch.device]) -> dict[str, Optional[str]]:
+    """Backend -> ``None`` when it would run a float32 ``"ieee"`` call of ``op`` on ``device``
+    if forced, else its reasons joined by ``"; "`` (diagnostics; calls with other dtypes can
+    differ: ``backend_reasons`` takes a full ``Request``)."""
+    request = generic_request(op, device)
+    return {n: ("; ".join(why) or None) for n, why in backend_reasons(request, forced=True).items()}
+
+
+def backend_reasons(request: Request, *, forced: bool = False) -> dict[str, list[str]]:
+    """Every backend -> its reasons against ``request`` (``forced=False``: as the automatic
+    choice sees them, policy included). Does not run the first-use verification."""
+    return {n: reasons(request, n, forced=forced) for n in known_backends()}
+
+
+def register_backend(backend: Backend, *, auto_on: Sequence[str] = ()) -> None:
+    """Add a backend under ``backend.name`` (not a built-in name), tried first automatically on
+    the device types in ``auto_on``. For out-of-tree backends and tests; see CONTRIBUTING.md."""
+    if backend.name in BACKENDS:
+        raise ValueError(f"{backend.name!r} is a built-in backend; register under another name")
+    unregister_backend(backend.name)
+    _extra[backend.name] = backend
+    for device_type in auto_on:
+        _extra_auto.setdefault(device_type, []).insert(0, backend.name)
+
+
+def unregister_backend(name: str) -> None:
+    """Remove a backend added with ``register_backend`` and forget its verification verdicts."""
+    _extra.pop(name, None)
+    for names in _extra_auto.values():
+        while name in names:
+            names.remove(name)
+    verify.forget(name)

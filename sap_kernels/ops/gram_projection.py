@@ -18,22 +18,29 @@ import math
 
 import torch
 
-from ._checks import weight_shape
-from .scales import check_alpha
+from ._checks import check_alpha, check_finite, float_tensor, same_device, weight_shape
+from .dispatch import requested_backend
+
+OP = "gram_projection"
 
 
 def gram_projection(weight: torch.Tensor, gram: torch.Tensor, alpha: float) -> torch.Tensor:
     """``W V diag(lambda) V^T`` for the eigenpairs ``(e, V)`` of ``gram``, without computing them.
 
     Args:
-        weight: ``[..., out, K]`` float (a Linear weight, or a conv weight flattened per group).
-        gram: ``[..., K, K]`` float, symmetric positive semi-definite (``A^T A``); only the
+        weight: ``[..., out, K]`` real float (a Linear weight, or a conv weight flattened per
+            group); any device, ``gram``'s.
+        gram: ``[..., K, K]`` finite real float, symmetric positive semi-definite (``A^T A``); only the
             symmetric part is used.
-        alpha: ``> 0``; ``inf`` returns ``weight`` unchanged.
+        alpha: a real number ``> 0``; ``inf`` returns ``weight`` unchanged.
     Returns:
         ``[..., out, K]`` with ``weight``'s dtype, computed in float64 (``M``'s condition number
         reaches ``alpha``, past what float32 resolves). A batch entry whose Gram has zero trace
-        (no activation energy) gets a zero weight, as ``lambda = 0`` there.
+        (no activation energy) gets a zero weight, as ``lambda = 0`` there. Not differentiable.
+    Raises:
+        TypeError: non-float tensors or alpha. ValueError: mismatched shapes or devices, NaN/inf
+        in ``gram``, an indefinite ``gram``, ``alpha <= 0``, an unknown ``$SAP_KERNELS_BACKEND``
+        (validated here too, though this op has one implementation and ignores a valid one).
 
     Example:
         >>> from sap_kernels.ops import sap_scales
@@ -43,19 +50,24 @@ def gram_projection(weight: torch.Tensor, gram: torch.Tensor, alpha: float) -> t
         >>> torch.allclose(gram_projection(w, a.T @ a, 100.0), w @ v @ torch.diag(lam) @ v.T)
         True
     """
+    requested_backend()  # one implementation (torch.linalg, any device); the name is still checked
+    float_tensor(weight, "weight", OP)
+    float_tensor(gram, "gram", OP)
     a = check_alpha(alpha)
     lead, k = weight_shape(weight)
     if tuple(gram.shape) != (*lead, k, k):
         raise ValueError(f"shapes do not match: weight {list(weight.shape)}, gram {list(gram.shape)} "
                          f"(expected {[*lead, k, k]})")
-    if not (weight.is_floating_point() and gram.is_floating_point()):
-        raise TypeError(f"weight and gram must be float tensors, got {weight.dtype} and {gram.dtype}")
-    if weight.device != gram.device:
-        raise ValueError(f"weight is on {weight.device} but gram is on {gram.device}")
+    same_device(OP, weight=weight, gram=gram)
     if math.isinf(a):
-        return weight.clone()
-    if not bool(torch.isfinite(gram).all()):
-        raise ValueError("gram_projection: gram holds NaN or inf")
+        return weight.detach().clone()
+    check_finite(gram, "gram", OP)
+    with torch.no_grad():
+        return _solve(weight, gram, a)
+
+
+def _solve(weight: torch.Tensor, gram: torch.Tensor, a: float) -> torch.Tensor:
+    """The float64 Cholesky solve; ``weight [..., out, K]``, ``gram [..., K, K]`` validated."""
     g = gram.to(torch.float64)
     g = (g + g.transpose(-1, -2)) * 0.5
     trace = g.diagonal(dim1=-2, dim2=-1).sum(-1)  # [...]

@@ -2,6 +2,10 @@
 code that calls them. Import this module to register them (``import sap_kernels.ops.library``);
 ``sap_kernels`` itself does not, so plain use pays nothing for it.
 
+This module is the only owner of the ``sap_kernels::*`` op schemas: the CUDA extension
+(``csrc/``) registers no operator, it exposes plain functions that the ``"cuda"`` backend calls,
+so loading it before or after this module cannot register anything twice.
+
 Two families, all under ``torch.ops.sap_kernels``:
 
 - Dispatching custom ops (opaque to the compiler, with fake implementations for shape
@@ -25,7 +29,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from ._checks import accumulator, accumulator_dtype, projection_dtype
+from ..kernels.spec import Padding, accumulator_dtype, projection_dtype
+from ._checks import accumulator
 from .conv_gram import conv_gram
 from .geometry import conv_geometry
 from .gram import gram
@@ -34,7 +39,7 @@ from .projection import check_projection, scaled_projection
 NAMESPACE = "sap_kernels"
 
 
-def _padding(padding: Sequence[int], padding_mode: str):
+def _padding(padding: Sequence[int], padding_mode: str) -> Padding:
     if padding_mode:
         return padding_mode
     return tuple(padding) if len(padding) != 1 else int(padding[0])
@@ -155,7 +160,7 @@ def _register_triton_ops() -> bool:
         conv_gram_triton_launch(x, geom, out, precision, launch=launch)
 
     def _projection_fake(weight, eigvals, eigvecs, alpha, wv=None, precision="ieee"):
-        return weight.new_empty(weight.shape, dtype=projection_dtype(weight, eigvecs))
+        return weight.new_empty(weight.shape, dtype=projection_dtype(weight.dtype, eigvecs.dtype))
 
     @define("triton_scaled_projection", (), _projection_fake)
     def triton_scaled_projection(

@@ -5,17 +5,28 @@ from typing import Optional
 
 import torch
 
-from ._checks import check_precision, weight_shape
-from .dispatch import resolve
-from .scales import check_alpha
+from ..kernels.spec import Request, projection_dtype
+from ._checks import check_alpha, check_finite, check_precision, float_tensor, same_device, weight_shape
+from .dispatch import requested_backend, select
+
+OP = "scaled_projection"
 
 
 def check_projection(
     weight: torch.Tensor, eigvals: torch.Tensor, eigvecs: torch.Tensor, alpha: float, wv: Optional[torch.Tensor]
-) -> None:
+) -> float:
     """The argument checks of ``scaled_projection`` that every entry point shares (the kernels
-    trust their arguments): alpha, and the shapes of ``eigvals``, ``eigvecs`` and ``wv``."""
-    check_alpha(alpha)
+    trust their arguments): tensor types, alpha, shapes, one device, finite eigenpairs.
+
+    Returns:
+        ``alpha`` as a float.
+    """
+    float_tensor(weight, "weight", OP)
+    float_tensor(eigvals, "eigvals", OP)
+    float_tensor(eigvecs, "eigvecs", OP)
+    if wv is not None:
+        float_tensor(wv, "wv", OP)
+    a = check_alpha(alpha)
     lead, k = weight_shape(weight)
     if tuple(eigvals.shape) != (*lead, k) or tuple(eigvecs.shape) != (*lead, k, k):
         raise ValueError(
@@ -24,6 +35,12 @@ def check_projection(
         )
     if wv is not None and tuple(wv.shape) != tuple(weight.shape):
         raise ValueError(f"wv has shape {list(wv.shape)}, expected {list(weight.shape)}")
+    same_device(OP, weight=weight, eigvals=eigvals, eigvecs=eigvecs, wv=wv)
+    # A NaN eigenvalue would silently zero the whole weight (its total is not > 0), an inf one
+    # would give NaN: refuse both, and non-finite eigenvectors with them.
+    check_finite(eigvals, "eigvals", OP)
+    check_finite(eigvecs, "eigvecs", OP)
+    return a
 
 
 def scaled_projection(
@@ -39,16 +56,22 @@ def scaled_projection(
     """Project a flattened weight onto the scaled activation basis.
 
     Args:
-        weight: ``[..., out, K]`` (a Linear weight, or a conv weight flattened per group).
-        eigvals: ``[..., K]`` Gram eigenvalues (any order, matching ``eigvecs``' columns).
-        eigvecs: ``[..., K, K]``, column ``i`` the eigenvector of ``eigvals[..., i]``.
-        alpha: ``> 0``; ``inf`` returns ``weight`` unchanged (up to rounding).
-        wv: optional ``weight @ eigvecs`` ``[..., out, K]``, computed once and reused across an
-            alpha sweep (then each alpha costs one GEMM).
-        backend: ``"torch"``, ``"triton"`` or ``"cuda"``; default by device.
-        precision: dot precision, ``"ieee"`` (default), ``"tf32"`` or ``"bf16"``.
+        weight: ``[..., out, K]`` real float (a Linear weight, or a conv weight flattened per
+            group); integer weights are refused (the result would be truncated).
+        eigvals: ``[..., K]`` finite float Gram eigenvalues (any order, matching ``eigvecs``).
+        eigvecs: ``[..., K, K]`` finite float, column ``i`` the eigenvector of ``eigvals[..., i]``.
+        alpha: a real number ``> 0``; ``inf`` returns ``weight`` unchanged (up to rounding).
+        wv: optional ``weight @ eigvecs`` ``[..., out, K]`` (float), computed once and reused
+            across an alpha sweep (then each alpha costs one GEMM).
+        backend: ``"torch"``, ``"triton"`` or ``"cuda"``; default chosen per call.
+        precision: ``"ieee"`` (default), ``"tf32"`` or ``"bf16"`` (see ``gram``).
     Returns:
-        ``[..., out, K]`` with ``weight``'s dtype; computed in at least float32.
+        ``[..., out, K]`` with ``weight``'s dtype; computed in float32, or float64 when
+        ``weight`` or ``eigvecs`` is float64. Not differentiable.
+    Raises:
+        TypeError: a non-float tensor, a non-numeric alpha.
+        ValueError: mismatched shapes or devices, NaN/inf eigenpairs, ``alpha <= 0``.
+        BackendUnavailable: no backend (or not the forced one) can run the call exactly.
 
     Example:
         >>> w, g = torch.randn(4, 6), torch.randn(50, 6)
@@ -56,9 +79,13 @@ def scaled_projection(
         >>> torch.allclose(scaled_projection(w, e, v, float("inf")), w, atol=1e-5)
         True
     """
-    check_projection(weight, eigvals, eigvecs, alpha, wv)
-    check_precision(precision)
-    if len({weight.device, eigvals.device, eigvecs.device}) != 1:
-        raise ValueError("weight, eigvals and eigvecs must be on one device")
-    fn = resolve("scaled_projection", weight.device, backend)
-    return fn(weight, eigvals, eigvecs, float(alpha), wv, precision=precision).to(weight.dtype)
+    requested_backend(backend)
+    a = check_projection(weight, eigvals, eigvecs, alpha, wv)
+    prec = check_precision(precision)
+    if weight.numel() == 0:
+        return weight.detach().clone()
+    cdt = projection_dtype(weight.dtype, eigvecs.dtype)
+    request = Request(OP, weight.device, weight.dtype, cdt, prec, tuple(weight.shape))
+    impl = select(request, backend)
+    with torch.no_grad():
+        return impl.scaled_projection(weight, eigvals, eigvecs, a, wv, precision=prec).to(weight.dtype)

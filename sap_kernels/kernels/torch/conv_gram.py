@@ -22,8 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ...ops.dispatch import register
-from ...ops.geometry import ConvGeometry
+from ..spec import ConvGeometry, Precision
 from . import shift_gram
 from .chunking import chunk_bytes, rows_per_chunk
 from .syrk import batched_syrk_
@@ -70,18 +69,19 @@ def to_weight_order(geom: ConvGeometry, device: torch.device) -> torch.Tensor:
     return torch.arange(p * cg, device=device).view(p, cg).t().reshape(-1)
 
 
-@register("conv_gram", "torch")
-def conv_gram_torch(x: torch.Tensor, geom: ConvGeometry, out: torch.Tensor, *, precision: str = "ieee") -> None:
+def conv_gram_torch(
+    x: torch.Tensor, geom: ConvGeometry, out: torch.Tensor, *, precision: Precision = "ieee"
+) -> None:
     """``out[g] += P_g^T P_g`` with ``P_g`` group ``g``'s im2col rows of ``x``.
 
     Args:
         x: ``[N, C, *spatial]`` activations, any float dtype.
         geom: validated geometry of the convolution.
         out: ``[G, K_g, K_g]`` float32/float64 accumulator on ``x.device``.
-        precision: accepted for the shared backend signature; this backend always multiplies at
-            torch's own matmul precision (full fp32 on CPU; on CUDA whatever
-            ``torch.backends.cuda.matmul`` allows), so ``"tf32"``/``"bf16"`` are best effort.
+        precision: met by construction: products are formed in ``out.dtype`` at torch's matmul
+            precision, which ``not_supported_reasons`` checks allows full fp32 products.
     """
+    chunk_bytes()  # validates $SAP_KERNELS_CHUNK_MB on every call
     if shift_gram.preferred(geom):  # adds into out directly, in weight order
         samples = max(1, chunk_bytes() // (shift_gram.buffer_elements(geom) * out.element_size()))
         for n0 in range(0, x.shape[0], samples):

@@ -1,16 +1,32 @@
-"""Torch backend of ``scaled_projection``."""
+"""Torch backend of ``scaled_projection`` and the SAP scales it applies."""
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 
-from ...ops._checks import projection_dtype
-from ...ops.dispatch import register
-from ...ops.scales import sap_scales
+from ..spec import Precision, projection_dtype
 
 
-@register("scaled_projection", "torch")
+def sap_lambda(eigvals: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``lambda_i = alpha r_i / ((alpha - 1) r_i + 1)``, ``r_i = max(e_i, 0) / sum_j max(e_j, 0)``.
+
+    Args:
+        eigvals: ``[..., K]`` finite float eigenvalues (the caller checks finiteness).
+        alpha: ``> 0``; ``inf`` gives all ones.
+    Returns:
+        ``[..., K]`` in ``eigvals``' dtype, each in ``[0, 1]``; all zeros where the total is 0.
+    """
+    if math.isinf(alpha):
+        return torch.ones_like(eigvals)
+    e = eigvals.clamp_min(0)
+    total = e.sum(dim=-1, keepdim=True)
+    alive = total > 0
+    r = torch.where(alive, e / torch.where(alive, total, torch.ones_like(total)), torch.zeros_like(e))
+    return alpha * r / ((alpha - 1.0) * r + 1.0)
+
+
 def scaled_projection_torch(
     weight: torch.Tensor,
     eigvals: torch.Tensor,
@@ -18,21 +34,19 @@ def scaled_projection_torch(
     alpha: float,
     wv: Optional[torch.Tensor],
     *,
-    precision: str = "ieee",
+    precision: Precision = "ieee",
 ) -> torch.Tensor:
-    """``W V diag(lambda(e, alpha)) V^T`` in the promoted dtype (at least float32).
+    """``W V diag(lambda(e, alpha)) V^T`` in the projection dtype (at least float32).
 
     Args:
         weight: ``[..., out, K]``; eigvals: ``[..., K]``; eigvecs: ``[..., K, K]`` (columns are
-        eigenvectors); wv: optional precomputed ``weight @ eigvecs`` ``[..., out, K]``.
-        precision: accepted for the shared backend signature; this backend always multiplies at
-            torch's own matmul precision (full fp32 on CPU; on CUDA whatever
-            ``torch.backends.cuda.matmul`` allows), so ``"tf32"``/``"bf16"`` are best effort.
+            eigenvectors); wv: optional precomputed ``weight @ eigvecs`` ``[..., out, K]``.
+        precision: met by construction (products in the compute dtype at torch's precision).
     Returns:
-        ``[..., out, K]`` in the compute dtype (the caller casts back).
+        ``[..., out, K]`` in ``projection_dtype(weight.dtype, eigvecs.dtype)`` (the op casts back).
     """
-    cdt = projection_dtype(weight, eigvecs)
-    lam = sap_scales(eigvals.to(cdt), alpha)
+    cdt = projection_dtype(weight.dtype, eigvecs.dtype)
+    lam = sap_lambda(eigvals.to(cdt), alpha)
     v = eigvecs.to(cdt)
     out_features, k = weight.shape[-2], weight.shape[-1]
     if wv is None and out_features > k:

@@ -31,8 +31,7 @@ import math
 
 import torch
 
-from ...ops.geometry import ConvGeometry
-
+from ..spec import ConvGeometry
 
 # Below this many channels the [C, C] products are too small for BLAS to run well (measured: a
 # 3-channel 3x3 conv on 32x32 inputs took 1.5x longer than im2col).

@@ -17,8 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ...ops._checks import PRECISIONS, check_precision
-
+from ..spec import PRECISIONS, Precision
 
 # Interpreter programs run one after another in Python: few, large programs are fastest there.
 _INTERPRETER_TARGET_PROGRAMS = 4
@@ -36,6 +35,18 @@ def interpreted() -> bool:
     """True when this module's kernels were built by the Triton interpreter (TRITON_INTERPRET=1
     was set before import), which runs them on CPU tensors."""
     return type(_probe_kernel).__name__ == "InterpretedFunction"
+
+
+def check_precision(precision: str) -> Precision:
+    """``precision`` if it is one of ``PRECISIONS`` (the launchers are also called directly)."""
+    for p in PRECISIONS:
+        if precision == p:
+            return p
+    raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+# CUDA limits grid axes 1 and 2 to 65535 programs.
+MAX_GRID_YZ = 65535
 
 
 def device_reason(device: torch.device) -> Optional[str]:

@@ -18,8 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ...ops.dispatch import register
-from ...ops.geometry import ConvGeometry
+from ..spec import ConvGeometry, Precision
 from . import _common as C
 
 
@@ -189,7 +188,8 @@ def conv_gram_triton_launch(
     C.reduce_splits(ws, tiles, out, bk, launch)
 
 
-@register("conv_gram", "triton", C.device_reason)
-def conv_gram_triton(x: torch.Tensor, geom: ConvGeometry, out: torch.Tensor, *, precision: str = "ieee") -> None:
+def conv_gram_triton(
+    x: torch.Tensor, geom: ConvGeometry, out: torch.Tensor, *, precision: Precision = "ieee"
+) -> None:
     """Backend entry of ``sap_kernels.ops.conv_gram``: ``out [G, K_g, K_g] += P_g^T P_g``."""
     conv_gram_triton_launch(x, geom, out, precision)

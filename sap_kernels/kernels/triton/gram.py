@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ...ops.dispatch import register
+from ..spec import Precision
 from . import _common as C
 
 
@@ -109,7 +109,6 @@ def gram_triton_launch(
     C.reduce_splits(ws, tiles, out.unsqueeze(0), bk, launch)
 
 
-@register("gram", "triton", C.device_reason)
-def gram_triton(x: torch.Tensor, out: torch.Tensor, *, precision: str = "ieee") -> None:
+def gram_triton(x: torch.Tensor, out: torch.Tensor, *, precision: Precision = "ieee") -> None:
     """Backend entry of ``sap_kernels.ops.gram``: ``out [K, K] += x [M, K]^T x``."""
     gram_triton_launch(x, out, precision)

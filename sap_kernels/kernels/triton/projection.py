@@ -22,8 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ...ops._checks import projection_dtype
-from ...ops.dispatch import register
+from ..spec import Precision, projection_dtype
 from . import _common as C
 
 
@@ -128,7 +127,7 @@ def scaled_mm(
 def _batched(weight: torch.Tensor, eigvecs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``weight [..., out, K]`` and ``eigvecs [..., K, K]`` as ``[B, out, K]`` and ``[B, K, K]``
     in the projection dtype."""
-    cdt = projection_dtype(weight, eigvecs)
+    cdt = projection_dtype(weight.dtype, eigvecs.dtype)
     o, k = weight.shape[-2], weight.shape[-1]
     return weight.to(cdt).reshape(-1, o, k), eigvecs.to(cdt).reshape(-1, k, k)
 
@@ -174,7 +173,6 @@ def weight_times_eigvecs(
     return scaled_mm(w, v, None, math.inf, precision, launch).reshape(weight.shape)
 
 
-@register("scaled_projection", "triton", C.device_reason)
 def scaled_projection_triton(
     weight: torch.Tensor,
     eigvals: torch.Tensor,
@@ -182,7 +180,7 @@ def scaled_projection_triton(
     alpha: float,
     wv: Optional[torch.Tensor],
     *,
-    precision: str = "ieee",
+    precision: Precision = "ieee",
 ) -> torch.Tensor:
     """Backend entry of ``sap_kernels.ops.scaled_projection`` (see the launcher)."""
     return scaled_projection_triton_launch(weight, eigvals, eigvecs, alpha, wv, precision)
