@@ -1,10 +1,35 @@
 """sap_kernels: Scaled Activation Projection (SAP) with streaming Gram kernels.
 
-``sap_kernels.project(model, loader)`` repairs a classifier trained on noisy labels in one shot;
-``sap_kernels.ops`` holds the array-level kernels it is built from.
+``sap_kernels.project(model, loader, val_loader=...)`` repairs a classifier trained on noisy labels
+in one shot. The same method as phases: ``select_trusted`` -> ``collect`` (``Statistics``, savable)
+-> ``Statistics.decompose`` (``Spectra``) -> ``choose_alpha`` -> ``apply``; ``plan`` lists what would
+be projected. ``sap_kernels.ops`` holds the array-level kernels it is built from.
 """
 from . import ops
-from .sap import DryRun, LayerReport, NonFiniteActivation, SAPResult, project
+from .sap import (
+    AlphaChoice,
+    LayerReport,
+    NonFiniteActivation,
+    NonFiniteStatistics,
+    Plan,
+    PlannedLayer,
+    SAPResult,
+    SampleSet,
+    Shared,
+    Spectra,
+    Statistics,
+    TrustedSet,
+    apply,
+    choose_alpha,
+    collect,
+    plan,
+    project,
+    select_trusted,
+)
 
-__version__ = "0.1.0"
-__all__ = ["DryRun", "LayerReport", "NonFiniteActivation", "SAPResult", "ops", "project", "__version__"]
+__version__ = "0.2.0"
+__all__ = [
+    "AlphaChoice", "LayerReport", "NonFiniteActivation", "NonFiniteStatistics", "Plan", "PlannedLayer",
+    "SAPResult", "SampleSet", "Shared", "Spectra", "Statistics", "TrustedSet", "apply", "choose_alpha",
+    "collect", "ops", "plan", "project", "select_trusted", "__version__",
+]

@@ -482,7 +482,7 @@ def test_skip_head_and_selection_by_type_and_pattern():
     assert [r.name for r in t.layers] == ["body"]
 
 
-def test_dry_run_lists_targets_without_touching_the_model(monkeypatch):
+def test_plan_lists_targets_without_touching_the_model(monkeypatch):
     torch.manual_seed(0)
     model = torchvision.models.vgg11_bn(num_classes=10).train()
     before = copy.deepcopy(model.state_dict())
@@ -493,8 +493,8 @@ def test_dry_run_lists_targets_without_touching_the_model(monkeypatch):
 
     for op in ("gram", "conv_gram"):
         monkeypatch.setattr(sap_kernels.ops, op, no_gram)
-    plan = sap_kernels.project(model, loader(x, y, 2), n_trusted=4, dry_run=True, skip_head=True, progress=False)
-    assert isinstance(plan, sap_kernels.sap.DryRun) and plan.head == "classifier.6"
+    plan = sap_kernels.plan(model, loader(x, y, 2), n_trusted=4, skip_head=True)
+    assert isinstance(plan, sap_kernels.Plan) and plan.head == "classifier.6" and plan.n_trusted == 4
     by_name = {p.name: p for p in plan.layers}
     assert "classifier.6" not in by_name and len(by_name) == 8 + 2
     wide = by_name["classifier.0"]

@@ -212,7 +212,7 @@ def test_errors_are_clear_and_leave_the_model_as_it_was(inplace):
         (dict(loader=loader(x, y + 3), alpha=1.0), "labels out of range"),
         (dict(loader=loader(x, y), alpha=0.0), "alpha must be > 0"),
         (dict(loader=loader(x, y), alpha=-2.0), "alpha must be > 0"),
-        (dict(loader=loader(x, y), alphas=[1.0, -1.0]), "alpha must be > 0"),
+        (dict(loader=loader(x, y), alphas=[1.0, -1.0]), "alphas entry must be > 0"),
         (dict(loader=loader(x, y), alpha=1.0, n_trusted=31), "larger than the 30"),
         (dict(loader=loader(x, y), alpha=1.0, n_trusted=0), "n_trusted must be a positive int"),
         (dict(loader=[(x, y, y)], alpha=1.0), r"\(inputs, labels\)"),

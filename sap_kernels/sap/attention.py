@@ -22,6 +22,9 @@ that the same code path runs whatever the inputs.
 """
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,6 +58,7 @@ class AttentionUnit:
 
     def __init__(self, name: str, module: nn.MultiheadAttention):
         self.name, self.module = name, module
+        self.path = "" if name == "<root>" else name
         self.shared = True  # every call so far had query is key is value
         self._real_out: list[nn.Module] = []
 
@@ -70,21 +74,26 @@ class AttentionUnit:
         return [StreamSpec(self.key("q"), 1, m.embed_dim), StreamSpec(self.key("k"), 1, m.kdim),
                 StreamSpec(self.key("v"), 1, m.vdim), StreamSpec(self.key("out"), 1, m.embed_dim)]
 
+    def _target(self, name: str, param: str, rows: Any, k: int, stream: str, kind: str, out_proj: bool = False) -> Target:
+        owner = self.module.out_proj if out_proj else self.module
+        path = (f"{self.path}.out_proj" if self.path else "out_proj") if out_proj else self.path
+        return Target(name, path, param, rows, 1, k, stream, kind, self.name, tuple(getattr(owner, param).shape))
+
     def targets(self) -> list[Target]:
         m, n, e = self.module, self.name, self.module.embed_dim
         out: list[Target] = []
         if self.packed and self.shared:
-            out.append(Target(f"{n}.in_proj_weight", m, "in_proj_weight", None, 1, e, self.key("q"), "MHA.in_proj", n))
+            out.append(self._target(f"{n}.in_proj_weight", "in_proj_weight", None, e, self.key("q"), "MHA.in_proj"))
         elif self.packed:
             for i, part in enumerate("qkv"):
-                out.append(Target(f"{n}.in_proj_weight[{part}]", m, "in_proj_weight", slice(i * e, (i + 1) * e),
-                                  1, e, self.key(part), f"MHA.in_proj[{part}]", n))
+                out.append(self._target(f"{n}.in_proj_weight[{part}]", "in_proj_weight", (i * e, (i + 1) * e), e,
+                                        self.key(part), f"MHA.in_proj[{part}]"))
         else:
             for part, k in zip("qkv", (e, m.kdim, m.vdim)):
                 stream = self.key("q" if self.shared else part)
-                out.append(Target(f"{n}.{part}_proj_weight", m, f"{part}_proj_weight", None, 1, k, stream,
-                                  f"MHA.{part}_proj", n))
-        out.append(Target(f"{n}.out_proj", m.out_proj, "weight", None, 1, e, self.key("out"), "MHA.out_proj", n))
+                out.append(self._target(f"{n}.{part}_proj_weight", f"{part}_proj_weight", None, k, stream,
+                                        f"MHA.{part}_proj"))
+        out.append(self._target(f"{n}.out_proj", "weight", None, e, self.key("out"), "MHA.out_proj", out_proj=True))
         return out
 
     def put_back(self) -> None:
@@ -92,42 +101,37 @@ class AttentionUnit:
             self.module.out_proj = self._real_out[0]
             self._real_out.clear()
 
-    def install(self, collector) -> list:
+    def install(self, collector: Any) -> list:
         self.shared = True
-        handles = [_Restore(self)]
-        handles.append(self.module.register_forward_pre_hook(self._pre_hook(collector), with_kwargs=True))
-        handles.append(self.module.register_forward_hook(self._post_hook(collector)))
+        handles: list = [_Restore(self)]
+        handles.append(self.module.register_forward_pre_hook(partial(self._pre_hook, collector=collector),
+                                                             with_kwargs=True))
+        handles.append(self.module.register_forward_hook(partial(self._post_hook, collector=collector)))
         return handles
 
-    def _pre_hook(self, collector):
-        def hook(module: nn.MultiheadAttention, args: tuple, kwargs: dict) -> None:
-            q, k, v = (args[i] if i < len(args) else kwargs.get(n) for i, n in enumerate(_QKV))
-            for n, t in zip(_QKV, (q, k, v)):
-                if not collector.is_activation(t):
-                    raise TypeError(f"attention {self.name!r} was called without a tensor {n}")
-            if self.shared and not (q is k and k is v):
-                collector.copy_stream(self.key("q"), self.key("k"))
-                collector.copy_stream(self.key("q"), self.key("v"))
-                self.shared = False
-            collector.add(self.key("q"), q)
-            if not self.shared:
-                collector.add(self.key("k"), k)
-                collector.add(self.key("v"), v)
-            if self._real_out:
-                raise RuntimeError(f"attention {self.name!r} was re-entered during its own call")
-            real = module.out_proj
-            self._real_out.append(real)
-            module.out_proj = _IdentityProjection(real.weight)
+    def _pre_hook(self, module: nn.MultiheadAttention, args: tuple, kwargs: dict, *, collector: Any) -> None:
+        q, k, v = (args[i] if i < len(args) else kwargs.get(n) for i, n in enumerate(_QKV))
+        for n, t in zip(_QKV, (q, k, v)):
+            if not collector.is_activation(t):
+                raise TypeError(f"attention {self.name!r} was called without a tensor {n}")
+        if self.shared and not (q is k and k is v):
+            collector.copy_stream(self.key("q"), self.key("k"))
+            collector.copy_stream(self.key("q"), self.key("v"))
+            self.shared = False
+        collector.add(self.key("q"), q)
+        if not self.shared:
+            collector.add(self.key("k"), k)
+            collector.add(self.key("v"), v)
+        if self._real_out:
+            raise RuntimeError(f"attention {self.name!r} was re-entered during its own call")
+        real = module.out_proj
+        self._real_out.append(real)
+        module.out_proj = _IdentityProjection(real.weight)
 
-        return hook
-
-    def _post_hook(self, collector):
-        def hook(module: nn.MultiheadAttention, args: tuple, output):
-            real = self._real_out[0]
-            self.put_back()
-            attn = output[0] if isinstance(output, tuple) else output
-            collector.add(self.key("out"), attn)
-            projected = F.linear(attn, real.weight, real.bias)
-            return (projected, *output[1:]) if isinstance(output, tuple) else projected
-
-        return hook
+    def _post_hook(self, module: nn.MultiheadAttention, args: tuple, output: Any, *, collector: Any) -> Any:
+        real = self._real_out[0]
+        self.put_back()
+        attn = output[0] if isinstance(output, tuple) else output
+        collector.add(self.key("out"), attn)
+        projected = F.linear(attn, real.weight, real.bias)
+        return (projected, *output[1:]) if isinstance(output, tuple) else projected

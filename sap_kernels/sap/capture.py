@@ -1,23 +1,27 @@
-"""Pass 2: hooks that stream each unit's input activations into per-stream accumulators.
+"""Streaming each unit's input activations into per-stream accumulators while the model runs.
 
 A stream keeps its raw rows while it has seen no more rows than its width ``K`` (at most
-``K^2`` values per group: the size of the Gram it would otherwise hold), and switches to a
-streamed ``[groups, K, K]`` fp32 Gram (``ops.gram``/``ops.conv_gram`` adding into it) as soon as
-the rows outnumber ``K``. A layer wider than the data (torchvision VGG's 25,088-wide classifier
-at a few hundred samples) is then decomposed through its rows (``spectrum.decompose_rows``), in
-time and memory that scale with ``min(rows, K)``; the Gram of such a layer is never formed.
+``K^2`` values per group: the size of the Gram it would otherwise hold) and switches to a
+streamed ``[groups, K, K]`` Gram (``ops.gram``/``ops.conv_gram`` adding into it) as soon as the
+rows outnumber ``K``. A layer wider than the data (torchvision VGG's 25,088-wide classifier at a
+few hundred samples) is then decomposed through its rows, in time and memory that scale with
+``min(rows, K)``; its Gram is never formed.
+
+Each call's activations are checked (non-finite values name the layer) and, when their magnitude
+would overflow or underflow the Gram, scaled by a power of two (exact; ``precision.gram_scale``).
+Token-wise rows at padding positions (``row_mask == False``) are left out.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from .. import ops
-from ..kernels.torch.conv_gram import patch_rows, patch_view, to_weight_order
+from . import precision
+from .guards import attention_fastpath_off
+from .sinks import Sink, rows_sink
 from .targets import StreamSpec
 
 
@@ -25,133 +29,110 @@ class NonFiniteActivation(ValueError):
     """A layer received NaN or Inf inputs; its Gram (and so its projection) would be meaningless."""
 
 
-# Layers this narrow accumulate in float64: their Gram costs little (M * K^2 with small K) and
-# narrow late layers (classifier heads, token MLPs) are where an fp32 Gram's rounding, amplified
-# by a large alpha, measurably moved the projection (README "Precision").
-FP64_MAX_K = 256
-
-
 @dataclass
 class Accumulator:
-    """What one stream has gathered.
+    """What one stream has gathered (activations divided by ``2^exp``).
 
-    rows_kept: ``[groups, m, K]`` raw rows (float32, float64 for a float64 model) while
-        ``m <= K``; None once the Gram took over.
-    gram: ``[groups, K, K]`` float32 (float64 for narrow layers or float64 models), or None.
-    rows: number of rows seen (patch rows for convs), per group.
+    kept: ``[groups, m_i, K]`` row blocks while the stream has seen ``rows <= K``.
+    gram: ``[groups, K, K]`` (dtype from ``precision.gram_dtype``) once the rows outnumber ``K``.
+    rows: rows seen per group.
     """
 
     spec: StreamSpec
-    rows_kept: list = field(default_factory=list)
+    kept: list = field(default_factory=list)
     gram: Optional[torch.Tensor] = None
     rows: int = 0
+    exp: Optional[int] = None
 
-    def clone(self) -> "Accumulator":
-        return Accumulator(self.spec, [r.clone() for r in self.rows_kept],
-                           None if self.gram is None else self.gram.clone(), self.rows)
+    def clone(self, spec: StreamSpec) -> "Accumulator":
+        return Accumulator(spec, [r.clone() for r in self.kept], None if self.gram is None else self.gram.clone(),
+                           self.rows, self.exp)
 
-    def kept(self) -> Optional[torch.Tensor]:
-        """The rows ``[groups, m, K]`` when the stream is still in row mode, else None."""
-        if self.gram is not None or not self.rows_kept:
+    def kept_rows(self) -> Optional[torch.Tensor]:
+        """The rows ``[groups, m, K]`` while the stream is in row mode, else None."""
+        if self.gram is not None or not self.kept:
             return None
-        if len(self.rows_kept) > 1:
-            self.rows_kept = [torch.cat(self.rows_kept, dim=1)]
-        return self.rows_kept[0]
+        if len(self.kept) > 1:
+            self.kept = [torch.cat(self.kept, dim=1)]
+        return self.kept[0]
+
+    def scale_for(self, amax: float) -> int:
+        """The exponent to divide this call's activations by, rescaling what is held if needed."""
+        if self.exp is None:
+            self.exp = precision.gram_scale(amax)
+        elif amax > 0 and math.frexp(amax)[1] - self.exp > precision.SAFE_EXP:
+            new = math.frexp(amax)[1]
+            shift = self.exp - new
+            if self.gram is not None:
+                self.gram.mul_(2.0 ** (2 * shift))
+            self.kept = [r * 2.0 ** shift for r in self.kept]
+            self.exp = new
+        return self.exp
+
+    def start_gram(self, activation_dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        s = self.spec
+        dtype = precision.gram_dtype(s.k, activation_dtype)
+        self.gram = torch.zeros(s.groups, s.k, s.k, dtype=dtype, device=device)
+        for r in self.kept:
+            r = r.to(dtype)
+            self.gram.baddbmm_(r.transpose(1, 2), r)
+        self.kept = []
+        return self.gram
 
 
-def conv_input(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, object]:
-    """A conv's input batched and padded as the conv sees it, and the padding left to apply."""
-    if x.dim() == len(module.kernel_size) + 1:  # unbatched conv input [C, *spatial]
-        x = x.unsqueeze(0)
-    if module.padding_mode != "zeros":
-        # nn.ConvNd pads with the mode first and then convolves without padding.
-        return F.pad(x, module._reversed_padding_repeated_twice, mode=module.padding_mode), 0
-    return x, module.padding
-
-
-def as_rows(spec: StreamSpec, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Materialised rows ``[groups, m, K]`` of one call's input (only used while ``m <= K``)."""
-    if spec.conv is None:
-        return x.reshape(1, -1, spec.k).to(dtype)
-    m = spec.conv
-    x, padding = conv_input(m, x)
-    geom = ops.conv_geometry(x.shape, m.kernel_size, m.stride, padding, m.dilation, m.groups)
-    rows = patch_rows(patch_view(x, geom), geom, dtype)  # columns in (offset, channel) order
-    return rows[:, :, to_weight_order(geom, x.device)]
-
-
-def row_count(spec: StreamSpec, x: torch.Tensor) -> int:
-    if spec.conv is None:
-        return x.numel() // max(1, spec.k)
-    m = spec.conv
-    x_shape = x.shape if x.dim() == len(m.kernel_size) + 2 else (1, *x.shape)
-    if m.padding_mode != "zeros":
-        pads = m._reversed_padding_repeated_twice
-        spatial = list(x_shape[2:])
-        for d in range(len(spatial)):
-            spatial[-1 - d] += pads[2 * d] + pads[2 * d + 1]
-        x_shape, padding = (*x_shape[:2], *spatial), 0
-    else:
-        padding = m.padding
-    geom = ops.conv_geometry(x_shape, m.kernel_size, m.stride, padding, m.dilation, m.groups)
-    return x_shape[0] * geom.rows_per_sample
+def _masked(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """Rows of a token-wise input ``[B, T, ..., K]`` (or ``[T, B, ..., K]``) at unmasked positions."""
+    if mask is None or x.dim() < 3:
+        return x
+    b, t = mask.shape
+    if tuple(x.shape[:2]) == (b, t):
+        return x[mask.to(x.device)]
+    if tuple(x.shape[:2]) == (t, b) and t != b:
+        return x.transpose(0, 1)[mask.to(x.device)]
+    return x
 
 
 class GramCollector:
     """Context manager: while active, every call of a unit's module feeds its streams.
 
-    A module called several times per forward pass accumulates every call. While active,
-    torch's fused attention fast path is disabled (so that ``nn.MultiheadAttention`` and
-    ``nn.TransformerEncoderLayer`` call their submodules and the hooks see every input). Hooks
-    are removed and the fast-path setting restored on exit, exceptions included.
+    A module called several times per forward pass accumulates every call. While active, torch's
+    fused attention fast path is off (so ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer``
+    call their submodules and the hooks see every input). Hooks are removed on exit, exceptions
+    included.
 
     Attributes:
         streams: key -> ``Accumulator``.
+        row_mask: ``[B, T]`` bool for the current batch (True: a real token), or None.
     """
 
-    def __init__(
-        self,
-        units: list,
-        *,
-        check_finite: bool = True,
-        backend: Optional[str] = None,
-        fp64_max_k: int = FP64_MAX_K,
-        keep_rows: bool = True,
-    ):
+    def __init__(self, units: list, *, backend: Optional[str] = None, keep_rows: bool = True):
         self.units = units
         self.specs = {s.key: s for u in units for s in u.streams()}
-        self.fp64_max_k = fp64_max_k
-        self.check_finite = check_finite
         self.backend = backend
         self.keep_rows = keep_rows
         self.streams: dict[str, Accumulator] = {}
+        self.row_mask: Optional[torch.Tensor] = None
         self._handles: list = []
-        self._fastpath: Optional[bool] = None
+        self._guard = attention_fastpath_off()
 
     def __enter__(self) -> "GramCollector":
+        self._guard.__enter__()
         try:
-            self._fastpath = torch.backends.mha.get_fastpath_enabled()
-            torch.backends.mha.set_fastpath_enabled(False)
             for unit in self.units:
                 self._handles.extend(unit.install(self))
         except BaseException:
-            self.close()
+            self.__exit__(None, None, None)
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
+    def __exit__(self, *exc: object) -> None:
         for h in reversed(self._handles):
             h.remove()
         self._handles.clear()
-        if self._fastpath is not None:
-            torch.backends.mha.set_fastpath_enabled(self._fastpath)
-            self._fastpath = None
+        self._guard.__exit__(None, None, None)
 
     @staticmethod
-    def is_activation(x) -> bool:
+    def is_activation(x: object) -> bool:
         return isinstance(x, torch.Tensor)
 
     def rows(self, key: str) -> int:
@@ -161,46 +142,39 @@ class GramCollector:
     def copy_stream(self, src: str, dst: str) -> None:
         """Start stream ``dst`` as a copy of ``src`` (used when shared inputs stop being shared)."""
         if src in self.streams:
-            acc = self.streams[src].clone()
-            acc.spec = self.specs[dst]
-            self.streams[dst] = acc
+            self.streams[dst] = self.streams[src].clone(self.specs[dst])
 
-    def add(self, key: str, x: torch.Tensor) -> None:
-        """Add one call's input ``x`` to stream ``key``."""
+    def add(self, key: str, x: torch.Tensor, sink: Sink = rows_sink) -> None:
+        """Add one call's input ``x`` to stream ``key`` through ``sink``."""
         with torch.no_grad():
-            self._add(self.specs[key], x.detach())
+            self._add(self.specs[key], x.detach(), sink)
 
-    def _add(self, spec: StreamSpec, x: torch.Tensor) -> None:
+    def _add(self, spec: StreamSpec, x: torch.Tensor, sink: Sink) -> None:
         if x.is_nested:
             x = torch.cat([t.reshape(-1, spec.k) for t in x.unbind()])
-        if self.check_finite and not bool(torch.isfinite(x).all()):
-            what = spec.key if spec.key.split(":")[-1] not in ("q", "k", "v", "out") else f"attention stream {spec.key}"
-            kind = f" ({type(spec.conv).__name__})" if spec.conv is not None else ""
-            raise NonFiniteActivation(f"layer {what!r}{kind} received non-finite (NaN/Inf) input activations")
+        if spec.kind == "rows":
+            x = _masked(x, self.row_mask)
         acc = self.streams.get(spec.key)
         if acc is None:
             acc = self.streams[spec.key] = Accumulator(spec)
-        m = row_count(spec, x)
-        acc.rows += m
-        if acc.gram is None and self.keep_rows and acc.rows <= spec.k:
-            keep = torch.float64 if x.dtype == torch.float64 else torch.float32
-            acc.rows_kept.append(as_rows(spec, x, keep))
+        if x.numel() == 0:
             return
-        if acc.gram is None:
-            wide = x.dtype != torch.float64 and spec.k > self.fp64_max_k
-            dtype = torch.float32 if wide else torch.float64
-            acc.gram = torch.zeros(spec.groups, spec.k, spec.k, dtype=dtype, device=x.device)
-            for r in acc.rows_kept:
-                r = r.to(dtype)
-                acc.gram.baddbmm_(r.transpose(1, 2), r)
-            acc.rows_kept = []
-        out = acc.gram
-        # float64 accumulation runs on the torch backend unless a backend was forced.
-        backend = self.backend if (self.backend or out.dtype == torch.float32) else "torch"
-        if spec.conv is not None:
-            m_ = spec.conv
-            x, padding = conv_input(m_, x)
-            ops.conv_gram(x, m_.kernel_size, stride=m_.stride, padding=padding, dilation=m_.dilation,
-                          groups=m_.groups, out=out, backend=backend)
-        else:
-            ops.gram(x, out=out[0], backend=backend)
+        exp = acc.scale_for(_checked_amax(spec, x))
+        if exp:  # a power of two: exact; in fp32/fp64 so that the factor itself is representable
+            x = x.to(torch.promote_types(x.dtype, torch.float32)) * 2.0 ** -exp
+        acc.rows += sink.count(spec.k, x)
+        if acc.gram is None and self.keep_rows and acc.rows <= spec.k:
+            acc.kept.append(sink.rows(spec.k, x, precision.rows_dtype(x.dtype)))
+            return
+        out = acc.gram if acc.gram is not None else acc.start_gram(x.dtype, x.device)
+        sink.gram(x, out, self.backend)
+
+
+def _checked_amax(spec: StreamSpec, x: torch.Tensor) -> float:
+    lo, hi = torch.aminmax(x)
+    amax = max(-float(lo), float(hi))
+    if not math.isfinite(amax):
+        part = spec.key.split(":")[-1] if ":" in spec.key else ""
+        what = f"attention stream {spec.key!r}" if part in ("q", "k", "v", "out") else f"layer {spec.key!r}"
+        raise NonFiniteActivation(f"{what} received non-finite (NaN/Inf) input activations")
+    return amax

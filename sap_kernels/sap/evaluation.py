@@ -1,45 +1,64 @@
-"""Accuracy of a model on a validation source, and the alpha sweep that uses it."""
+"""Scoring a model on validation data, and the alpha sweep built on it.
+
+``Validation`` reads validation batches the way ``loader`` batches are read, re-iterating a
+re-iterable source and caching a one-shot iterator (a generator) on the host the first time, so
+that every alpha is scored on the same samples.
+"""
 from __future__ import annotations
 
+import collections.abc
 import math
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from . import batches
-from .trusted import check_labels
-from .weights import LayerProjector
+from .objective import Objective
+from .weights import Projector
 
 
-class CachedSplit:
-    """A validation split held in memory: nested CPU inputs and int64 labels ``[n]``."""
+class Validation:
+    """Batches ``(inputs, labels)`` to score on; ``source`` a loader, a ``SampleSet`` or a generator."""
 
-    def __init__(self, inputs: Any, labels: torch.Tensor, batch_size: int):
-        self.inputs, self.labels, self.batch_size = inputs, labels, batch_size
+    def __init__(self, source: Iterable, split: batches.Splitter = batches.split_batch):
+        self.source, self.split = source, split
+        self._cached: Optional[list[tuple[Any, torch.Tensor]]] = None
+        self.one_shot = isinstance(source, collections.abc.Iterator)
 
-    def __iter__(self):
-        n = self.labels.shape[0]
-        for a in range(0, n, self.batch_size):
-            yield batches.slice_rows(self.inputs, a, a + self.batch_size), self.labels[a : a + self.batch_size]
+    def __iter__(self) -> Iterator[tuple[Any, torch.Tensor]]:
+        if self._cached is not None:
+            yield from self._cached
+            return
+        cache: Optional[list] = [] if self.one_shot else None
+        for batch in self.source:
+            inputs, labels = self.split(batch)
+            if cache is not None:
+                cache.append((batches.to_host(inputs), labels.cpu()))
+            yield inputs, labels
+        if cache is not None:
+            self._cached = cache
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, data: Iterable, device: torch.device,
-             split: batches.Splitter = batches.split_batch) -> float:
-    """Top-1 accuracy in [0, 1] of ``model`` (in eval mode) over batches ``split`` into
-    ``(inputs, labels)``."""
-    correct = total = 0
-    for b, batch in enumerate(data):
-        inputs, labels = split(batch)
-        logits = batches.call_model(model, batches.to_device(inputs, device))
-        labels = check_labels(labels.to(logits.device), logits.shape[1], b)
-        correct += int((logits.argmax(1) == labels).sum())
-        total += int(labels.numel())
-    if total == 0:
+def score(model: nn.Module, data: Iterable[tuple[Any, torch.Tensor]], device: torch.device,
+          objective: Objective) -> float:
+    """Mean per-sample score of ``model`` (in eval mode) over ``data`` (accuracy by default)."""
+    total, count = 0.0, 0
+    for b, (inputs, labels) in enumerate(data):
+        if labels.dim() == 0:
+            raise ValueError(f"validation batch {b} has a 0-d label: give the DataLoader a batch_size")
+        n = int(labels.shape[0])
+        if n == 0:
+            continue
+        batches.check_samples(inputs, n, b)
+        output = batches.call_model(model, batches.to_device(inputs, device))
+        total += float(objective.scores(output, labels, b).double().sum())
+        count += n
+    if count == 0:
         raise ValueError("the validation data yielded no samples")
-    return correct / total
+    return total / count
 
 
 def default_alphas() -> list[float]:
@@ -48,25 +67,16 @@ def default_alphas() -> list[float]:
     return [10 ** (e / 4) for e in range(0, 25)]
 
 
-def sweep(
-    model: nn.Module,
-    projectors: Sequence[LayerProjector],
-    alphas: Sequence[float],
-    data: Iterable,
-    device: torch.device,
-    progress: bool,
-    split: batches.Splitter = batches.split_batch,
-) -> dict[float, float]:
-    """Validation accuracy for the unchanged model (key ``inf``) and each alpha.
-
-    Leaves the model's weights at their originals.
-    """
-    scores: dict[float, float] = {math.inf: accuracy(model, data, device, split)}
+def sweep(model: nn.Module, projectors: Sequence[Projector], alphas: Sequence[float], data: Iterable,
+          device: torch.device, objective: Objective, progress: bool) -> dict[float, float]:
+    """Validation score for the unchanged model (key ``inf``) and each alpha; the weights are
+    left at their originals."""
+    scores: dict[float, float] = {math.inf: score(model, data, device, objective)}
     try:
         for a in tqdm(alphas, desc="SAP: alpha sweep", disable=not progress, leave=False):
             for p in projectors:
                 p.write(a)
-            scores[float(a)] = accuracy(model, data, device, split)
+            scores[float(a)] = score(model, data, device, objective)
     finally:
         for p in projectors:
             p.restore()
@@ -86,11 +96,11 @@ def smoothed_scores(scores: dict[float, float], decades: float = SMOOTHING_DECAD
     """
     finite = sorted(a for a in scores if not math.isinf(a))
     logs = {a: math.log10(a) for a in finite}
-    return {
-        a: sum(scores[b] for b in finite if abs(logs[b] - logs[a]) <= decades + 1e-9)
-        / sum(1 for b in finite if abs(logs[b] - logs[a]) <= decades + 1e-9)
-        for a in finite
-    }
+    out = {}
+    for a in finite:
+        near = [scores[b] for b in finite if abs(logs[b] - logs[a]) <= decades + 1e-9]
+        out[a] = sum(near) / len(near)
+    return out
 
 
 def best_alpha(scores: dict[float, float], decades: float = SMOOTHING_DECADES) -> float:
@@ -111,13 +121,13 @@ def best_alpha(scores: dict[float, float], decades: float = SMOOTHING_DECADES) -
     return pick
 
 
-def validate_alphas(alpha: Optional[float], alphas: Optional[Sequence[float]]) -> Optional[list[float]]:
-    from ..ops.scales import check_alpha
+def check_alphas(alphas: object) -> list[float]:
+    """``alphas=``: a non-empty sequence of positive numbers, sorted and deduplicated."""
+    from .apply import strict_alpha
 
-    if alpha is not None:
-        check_alpha(alpha)
-        return None
-    grid = default_alphas() if alphas is None else [check_alpha(a) for a in alphas]
+    if isinstance(alphas, (str, bytes)) or not hasattr(alphas, "__iter__"):
+        raise TypeError(f"alphas must be a sequence of positive numbers (e.g. [10, 100, 1000]), got {alphas!r}")
+    grid = [strict_alpha(a, "alphas entry") for a in alphas]  # type: ignore[union-attr]
     if not grid:
         raise ValueError("alphas is empty: give at least one alpha, or alpha=")
     return sorted(set(grid))

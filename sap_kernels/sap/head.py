@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from . import batches
+from .objective import logits_of
 
 
 @torch.no_grad()
@@ -27,7 +28,7 @@ def find_head(model: nn.Module, units: list, inputs: Any) -> str:
             if isinstance(u.module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
                 handles.append(u.module.register_forward_hook(
                     lambda mod, args, out, name=u.name: calls.append((name, out))))
-        logits = batches.call_model(model, inputs)
+        logits = logits_of(batches.call_model(model, inputs))
     finally:
         for h in handles:
             h.remove()

@@ -2,27 +2,35 @@
 
 ``discover`` walks the model once and returns *units* (one per projectable module: a Linear or
 ConvNd layer, or an ``nn.MultiheadAttention`` block), each of which knows the activation streams
-it feeds (``StreamSpec``) and the weights it projects (``Target``), plus ``(name, reason)`` for
-every parametrised module that is left alone.
+it feeds (``StreamSpec``), the weights it projects (``Target``) and how to hook its module, plus
+``(name, reason)`` for every parametrised module that is left alone.
+
+A weight shared by several Linear/Conv modules (tied weights) is one target: the first module
+owns it, the others feed its stream. A weight shared with a module that is not projected (an
+embedding tied to a classifier) is refused, since projecting it would change that module too.
 
 Selection (``layers=``/``skip=``) takes module names, ``fnmatch`` glob patterns or module types.
 A name or pattern selects a target when it matches the target's name (``"features.0"``,
-``"encoder.layers.0.self_attention.out_proj"``, ``"...self_attention.in_proj_weight"``) or the
-name of the module it belongs to (an attention block's name selects all of its targets); a type
-selects a target when the target's own module or its owning module is an instance.
+``"encoder.layers.0.self_attention.out_proj"``, ``"...self_attention.in_proj_weight"``), the name
+of the module it belongs to, or a module tied to it; a type selects a target when its module or
+its owning module is an instance. A selector that matches nothing is an error, for both.
 """
 from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Protocol, Union
+from functools import partial
+from typing import Any, Iterable, Optional, Protocol, Union
 
 from torch import nn
 
-from .targets import StreamSpec, Target
+from .params import weight_access
+from .sinks import PatchSink, rows_sink
+from .targets import ConvSpec, StreamSpec, Target
 
 Selector = Union[str, type]
-LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+LAYER_TYPES = (nn.Linear,) + CONV_TYPES
 PROJECTABLE = LAYER_TYPES + (nn.MultiheadAttention,)
 _NOT_PROJECTED_REASONS = (
     ((nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm), "normalisation layer: no weight projection"),
@@ -42,79 +50,99 @@ class Unit(Protocol):
 
     def targets(self) -> list[Target]: ...
 
-    def install(self, collector) -> list: ...
+    def install(self, collector: Any) -> list: ...
 
 
 class LayerUnit:
-    """An ``nn.Linear`` or ``nn.ConvNd``: one stream (its input, via a forward pre-hook), one target."""
+    """An ``nn.Linear`` or ``nn.ConvNd``: one stream (its input, via a forward pre-hook) and one
+    target; with ``stream`` given, a module tied to another's weight that only feeds its stream."""
 
-    def __init__(self, name: str, module: nn.Module):
+    def __init__(self, name: str, module: nn.Module, stream: Optional[str] = None):
         self.name, self.module = name, module
-        groups = int(getattr(module, "groups", 1))
         w = module.weight
         self.k = int(w[0].numel() if w.dim() > 1 else w.numel())
-        self.groups = groups
-        self.is_conv = isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
+        self.groups = int(getattr(module, "groups", 1))
+        self.conv = ConvSpec.of(module) if isinstance(module, CONV_TYPES) else None
+        self.stream = stream or name
+        self.feeds_only = stream is not None
+        self.tied: list[str] = []
 
     def streams(self) -> list[StreamSpec]:
-        return [StreamSpec(self.name, self.groups, self.k, self.module if self.is_conv else None)]
+        if self.feeds_only:
+            return []
+        return [StreamSpec(self.name, self.groups, self.k, "rows" if self.conv is None else "patches")]
 
     def targets(self) -> list[Target]:
-        return [Target(self.name, self.module, "weight", None, self.groups, self.k, self.name,
-                       type(self.module).__name__, self.name)]
+        if self.feeds_only:
+            return []
+        return [Target(self.name, self.name if self.name != "<root>" else "", "weight", None, self.groups, self.k,
+                       self.name, type(self.module).__name__, self.name, tuple(self.module.weight.shape),
+                       tuple(self.tied))]
 
-    def install(self, collector) -> list:
-        key = self.name
-
-        def hook(module: nn.Module, args: tuple) -> None:
-            if not args or not collector.is_activation(args[0]):
-                raise TypeError(f"layer {key!r} was called without a tensor input")
-            collector.add(key, args[0])
-
+    def install(self, collector: Any) -> list:
+        sink = rows_sink if self.conv is None else PatchSink(self.conv)
+        hook = partial(_layer_hook, collector=collector, key=self.stream, name=self.name, sink=sink)
         return [self.module.register_forward_pre_hook(hook)]
 
 
+def _layer_hook(module: nn.Module, args: tuple, *, collector: Any, key: str, name: str, sink: Any) -> None:
+    if not args or not collector.is_activation(args[0]):
+        raise TypeError(f"layer {name!r} was called without a tensor input")
+    collector.add(key, args[0], sink)
+
+
 @dataclass
-class Selection:
-    """``layers=``/``skip=`` selectors and which of the ``layers=`` entries matched something."""
+class LayerFilter:
+    """``layers=``/``skip=`` selectors, and which of them matched something."""
 
     include: Optional[list] = None
     exclude: Optional[list] = None
     matched: set = field(default_factory=set)
 
-    def reason(self, target: Target, owner: nn.Module) -> Optional[str]:
-        """None when ``target`` is selected, else why not."""
-        def hits(selectors):
-            return [s for s in selectors if _matches(target, owner, s)]
-
-        if self.include is not None:
-            found = hits(self.include)
+    def reason(self, target: Target, modules: tuple[nn.Module, ...]) -> Optional[str]:
+        """None when ``target`` (of the module(s) ``modules``: its own, its owner) is selected, else why not."""
+        def hits(selectors: list) -> list:
+            found = [s for s in selectors if _matches(target, modules, s)]
             self.matched.update(map(_key, found))
-            if not found:
-                return "not selected by layers="
+            return found
+
+        if self.include is not None and not hits(self.include):
+            return "not selected by layers="
         if self.exclude is not None and hits(self.exclude):
             return "excluded by skip="
         return None
 
+    def unmatched(self) -> list[tuple[str, list]]:
+        return [(arg, [s for s in sel if _key(s) not in self.matched])
+                for arg, sel in (("layers", self.include), ("skip", self.exclude)) if sel is not None
+                if any(_key(s) not in self.matched for s in sel)]
 
-def _matches(target: Target, owner: nn.Module, s: Selector) -> bool:
+
+def _matches(target: Target, modules: tuple[nn.Module, ...], s: Selector) -> bool:
     if isinstance(s, type):
-        return isinstance(target.module, s) or isinstance(owner, s)
+        return any(isinstance(m, s) for m in modules)
     base = target.name.split("[", 1)[0]
-    return any(fnmatch.fnmatchcase(n, s) for n in {target.name, base, target.unit})
+    return any(fnmatch.fnmatchcase(n, s) for n in {target.name, base, target.unit, *target.tied})
 
 
-def _as_list(sel: Optional[Union[Selector, Iterable[Selector]]], arg: str) -> Optional[list]:
+def as_selectors(sel: Optional[Union[Selector, Iterable[Selector]]], arg: str) -> Optional[list]:
+    """``layers=``/``skip=`` as a list of names, patterns or module types; a named error otherwise."""
     if sel is None:
         return None
-    items = [sel] if isinstance(sel, (str, type)) else list(sel)
+    if isinstance(sel, (str, type)):
+        return [sel]
+    try:
+        items = list(sel)
+    except TypeError:
+        raise TypeError(f"{arg} must be a module name, glob pattern or module type, or a list of them; "
+                        f"got {sel!r}") from None
     for s in items:
         if not isinstance(s, (str, type)):
             raise TypeError(f"{arg} entries must be module names, glob patterns or module types; got {s!r}")
     return items
 
 
-def _key(sel: Selector):
+def _key(sel: Selector) -> Any:
     return sel if isinstance(sel, str) else ("type", sel)
 
 
@@ -123,9 +151,14 @@ def _why_not(module: nn.Module) -> Optional[str]:
     weight = getattr(module, "weight", None)
     if weight is None or isinstance(weight, nn.parameter.UninitializedParameter):
         return "weight missing or not yet initialised (lazy module)"
-    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and module.padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+    if weight.device.type == "meta":
+        return "weight on the meta device (no values to project)"
+    if not weight.is_floating_point():
+        return f"weight is {weight.dtype}, not floating point (quantised?)"
+    if isinstance(module, CONV_TYPES) and module.padding_mode not in ("zeros", "reflect", "replicate", "circular"):
         return f"padding_mode {module.padding_mode!r} not supported"
-    return None
+    _, why = weight_access(module, "weight")
+    return why
 
 
 def _reason_for(mod: nn.Module) -> str:
@@ -136,57 +169,124 @@ def _reason_for(mod: nn.Module) -> str:
     return f"{type(mod).__name__}: not a Linear/Conv/attention layer (parameters {', '.join(own)} left as they are)"
 
 
+@dataclass
+class Discovery:
+    """What ``discover`` found: units to hook, the filter applied to their targets, and
+    ``(name, reason)`` for every parametrised module (or target) that is not projected."""
+
+    units: list
+    filter: LayerFilter
+    skipped: list[tuple[str, str]]
+
+    def targets(self) -> list[Target]:
+        return [t for u in self.units for t in u.targets() if self.filter.reason(t, _owners(u, t)) is None]
+
+
+def _owners(unit: Any, target: Target) -> tuple[nn.Module, ...]:
+    own = unit.module.get_submodule(target.path[len(unit.name) + 1:]) if target.path.startswith(unit.name + ".") else None
+    return (unit.module,) if own is None else (own, unit.module)
+
+
+def _hidden(named: list[tuple[str, nn.Module]]) -> set[str]:
+    """Modules handled by their parent: inside attention blocks and parametrization containers."""
+    out: set[str] = set()
+    for name, mod in named:
+        prefix = f"{name}." if name else ""
+        if isinstance(mod, nn.MultiheadAttention):
+            out.update(prefix + c for c, _ in mod.named_modules() if c)
+        if hasattr(mod, "parametrizations") and isinstance(mod.parametrizations, nn.ModuleDict):
+            out.update(prefix + "parametrizations" + ("." + c if c else "")
+                       for c, _ in mod.parametrizations.named_modules())
+    return out
+
+
+def _param_users(named: list[tuple[str, nn.Module]]) -> dict[int, list[str]]:
+    users: dict[int, list[str]] = {}
+    for name, mod in named:
+        for _, p in mod.named_parameters(recurse=False):
+            users.setdefault(id(p), []).append(name or "<root>")
+    return users
+
+
+def _layer_unit(name: str, mod: nn.Module, owners: dict[int, LayerUnit], users: dict[int, list[str]],
+                layer_names: set[str], skipped: list[tuple[str, str]]) -> Optional[LayerUnit]:
+    """The unit of a Linear/Conv module (a stream feeder when its weight is tied to an earlier
+    one's), or None with the reason recorded in ``skipped``."""
+    reason = _why_not(mod)
+    if reason is None:
+        blockers = [u for u in users.get(id(mod.weight), []) if u != name and u not in layer_names]
+        if blockers:
+            reason = f"weight shared with {', '.join(blockers)}, which is not projected (projecting would change it too)"
+    if reason is not None:
+        skipped.append((name, reason))
+        return None
+    owner = owners.get(id(mod.weight))
+    if owner is not None:
+        if (owner.k, owner.groups) != (LayerUnit(name, mod).k, int(getattr(mod, "groups", 1))):
+            skipped.append((name, f"weight tied to {owner.name} with another layout"))
+            return None
+        owner.tied.append(name)
+        return LayerUnit(name, mod, stream=owner.stream)
+    unit = LayerUnit(name, mod)
+    owners[id(mod.weight)] = unit
+    return unit
+
+
+def _units(model: nn.Module, skipped: list[tuple[str, str]]) -> list:
+    """Every projectable unit of ``model`` (before selection), in module order."""
+    from .attention import AttentionUnit
+
+    named = list(model.named_modules())
+    hidden = _hidden(named)
+    users = _param_users(named)
+    layer_names = {n or "<root>" for n, m in named if isinstance(m, LAYER_TYPES) and n not in hidden}
+    owners: dict[int, LayerUnit] = {}
+    units: list = []
+    for name, mod in named:
+        label = name or "<root>"
+        if name in hidden:
+            continue
+        if isinstance(mod, nn.MultiheadAttention):
+            units.append(AttentionUnit(label, mod))
+        elif isinstance(mod, LAYER_TYPES):
+            unit = _layer_unit(label, mod, owners, users, layer_names, skipped)
+            if unit is not None:
+                units.append(unit)
+        elif any(True for _ in mod.parameters(recurse=False)):
+            skipped.append((label, _reason_for(mod)))
+    return units
+
+
 def discover(
     model: nn.Module,
     layers: Optional[Union[Selector, Iterable[Selector]]] = None,
     skip: Optional[Union[Selector, Iterable[Selector]]] = None,
-) -> tuple[list[Unit], Selection, list[tuple[str, str]]]:
-    """The units to hook, the selection to apply to their targets, and the modules left alone.
+) -> Discovery:
+    """The units to hook, the filter to apply to their targets, and the modules left alone.
 
-    A unit is returned when at least one of its (planned) targets is selected. ``skipped`` holds
-    ``(name, reason)`` for every parametrised module that is not projected (and, for selected
-    units, every target that selection turned down).
+    A unit is kept when at least one of its targets is selected (a tied feeder when its owner
+    is). A ``layers=`` or ``skip=`` entry that matches nothing raises, naming the projectable modules.
     """
-    from .attention import AttentionUnit
-
-    selection = Selection(_as_list(layers, "layers"), _as_list(skip, "skip"))
-    named = list(model.named_modules())
-    inside_attention: set[str] = set()
-    for name, mod in named:
-        if isinstance(mod, nn.MultiheadAttention):
-            inside_attention.update(f"{name}.{c}" if name else c for c, _ in mod.named_modules() if c)
-    units: list[Unit] = []
+    filt = LayerFilter(as_selectors(layers, "layers"), as_selectors(skip, "skip"))
     skipped: list[tuple[str, str]] = []
-    for name, mod in named:
-        if name in inside_attention:
-            continue
-        if isinstance(mod, PROJECTABLE):
-            label = name or "<root>"
-            if isinstance(mod, nn.MultiheadAttention):
-                unit: Unit = AttentionUnit(label, mod)
+    kept: list = []
+    chosen_streams: set[str] = set()
+    for unit in _units(model, skipped):
+        chosen = False
+        for t in unit.targets():
+            reason = filt.reason(t, _owners(unit, t))
+            if reason is None:
+                chosen = True
             else:
-                reason = _why_not(mod)
-                if reason is not None:
-                    skipped.append((label, reason))
-                    continue
-                unit = LayerUnit(label, mod)
-            chosen = False
-            for t in unit.targets():
-                reason = selection.reason(t, mod)
-                if reason is None:
-                    chosen = True
-                else:
-                    skipped.append((t.name, reason))
-            if chosen:
-                units.append(unit)
-        elif any(True for _ in mod.parameters(recurse=False)):
-            skipped.append((name or "<root>", _reason_for(mod)))
-    if selection.include is not None:
-        unused = [s for s in selection.include if _key(s) not in selection.matched]
-        if unused:
-            names = [n for n, m in named if isinstance(m, PROJECTABLE) and n not in inside_attention]
-            raise ValueError(
-                f"layers={unused!r} matched no Linear/Conv/attention module; projectable modules are: "
-                + ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
-            )
-    return units, selection, skipped
+                skipped.append((t.name, reason))
+        if chosen:
+            chosen_streams.update(s.key for s in unit.streams())
+        if chosen or (isinstance(unit, LayerUnit) and unit.feeds_only and unit.stream in chosen_streams):
+            kept.append(unit)
+    unused = filt.unmatched()
+    if unused:
+        names = [u.name for u in _units(model, [])]
+        arg, sel = unused[0]
+        raise ValueError(f"{arg}={sel!r} matched no Linear/Conv/attention module; projectable modules are: "
+                         + ", ".join(names[:20]) + (" ..." if len(names) > 20 else ""))
+    return Discovery(kept, filt, skipped)

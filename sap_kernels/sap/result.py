@@ -16,8 +16,9 @@ class LayerReport:
     name: the module name, or for attention weights ``"<block>.in_proj_weight"`` (self-attention,
         packed), ``"<block>.in_proj_weight[q|k|v]"`` (distinct inputs), ``"<block>.q_proj_weight"``
         etc., ``"<block>.out_proj"``.
-    eigenvalues: ``[groups, K]`` float32 on CPU, each row in descending order (Gram energies;
+    eigenvalues: ``[groups, K]`` float64 on CPU, each row in descending order (Gram energies;
         zeros beyond the rows seen when ``method == "rows"``); None when ``method == "solve"``.
+    tied: other modules sharing this weight (their inputs are in the same Gram).
     method: ``"gram"`` (eigendecomposition of the ``K x K`` Gram), ``"rows"`` (dual
         decomposition of the ``rows x rows`` inner products, used when ``rows <= K``) or
         ``"solve"`` (one alpha, Cholesky solve with the Gram, no spectrum).
@@ -30,6 +31,7 @@ class LayerReport:
     rows: int
     eigenvalues: Optional[torch.Tensor]
     method: str = "gram"
+    tied: tuple[str, ...] = ()
 
     def energy_rank(self, fraction: float = 0.99) -> Optional[int]:
         """Directions needed to hold ``fraction`` of the energy (largest over groups); None
@@ -57,6 +59,9 @@ class SAPResult:
         validation: where the alpha scores came from.
         holdout_indices: positions held out for choosing alpha (when no ``val_loader``), else None.
         timings: seconds per phase.
+        rule: how alpha was chosen, in words ("given" when ``alpha`` was passed).
+        warnings: what the user should know about this result (e.g. alpha chosen on memorised data).
+        notices: what the method decided on its own (a smaller trusted set on small data, ...).
     """
 
     model: nn.Module
@@ -69,14 +74,20 @@ class SAPResult:
     holdout_indices: Optional[torch.Tensor] = None
     n_samples: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    rule: str = ""
+    warnings: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """A readable multi-line report."""
         alpha = "unchanged (inf)" if math.isinf(self.alpha) else f"{self.alpha:.4g}"
         lines = [
             f"SAP: alpha = {alpha}; {len(self.trusted_indices)} trusted of {self.n_samples} samples; "
-            f"{len(self.layers)} layers projected; validation: {self.validation}",
+            f"{len(self.layers)} layers projected; validation: {self.validation}"
+            + (f"; rule: {self.rule}" if self.rule else ""),
         ]
+        lines += [f"  WARNING: {w}" for w in self.warnings]
+        lines += [f"  note: {n}" for n in self.notices]
         if self.scores:
             lines.append("  alpha        val acc")
             for a in sorted(self.scores, key=lambda v: (math.isinf(v), v)):
@@ -89,7 +100,8 @@ class SAPResult:
         for r in self.layers:
             rank = r.energy_rank()
             rank = "-" if rank is None else str(rank)
-            lines.append(f"  {r.name:<{w}}  {r.kind:<{kw}} {r.K:>6} {r.groups:>6} {r.rows:>10} {rank:>6} {r.method}")
+            tied = f" (tied: {', '.join(r.tied)})" if r.tied else ""
+            lines.append(f"  {r.name:<{w}}  {r.kind:<{kw}} {r.K:>6} {r.groups:>6} {r.rows:>10} {rank:>6} {r.method}{tied}")
         if self.skipped:
             lines.append("  not projected:")
             lines += [f"    {n}: {why}" for n, why in self.skipped]

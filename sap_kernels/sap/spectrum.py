@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .guards import flush_denormals, single_thread
+
 
 @dataclass
 class Spectrum:
@@ -28,31 +30,14 @@ class Spectrum:
     eigvals: torch.Tensor
     eigvecs: torch.Tensor
     dual: bool = False  # eigvecs is [groups, K, m] (rank <= m), from decompose_rows
+    exp: int = 0  # the activations were divided by 2^exp: true energies are eigvals * 4^exp
 
     def energies(self, k: int) -> torch.Tensor:
-        """``[groups, k]`` float32 CPU eigenvalues, descending, zero-padded to ``k``."""
-        e = self.eigvals.flip(-1).float().cpu()
+        """``[groups, k]`` float64 CPU energies (true scale), descending, zero-padded to ``k``."""
+        e = self.eigvals.flip(-1).double().cpu() * 4.0 ** self.exp
         if e.shape[-1] < k:
             e = torch.cat([e, e.new_zeros(e.shape[0], k - e.shape[-1])], dim=-1)
         return e
-
-
-@contextlib.contextmanager
-def _flush_denormals(device: torch.device):
-    """Flush subnormal floats to zero on the CPU while LAPACK runs.
-
-    Rank-deficient Grams (fewer rows than K, dead ReLU channels, zero padding) drive the
-    tridiagonal eigensolver through subnormal numbers, which x86 handles in microcode: measured
-    on a ResNet-18 layer (K = 4608) this made fp32 ``eigh`` about 10x slower. Values that small
-    are far below the eigenvalue rounding error, so flushing them changes nothing that matters.
-    """
-    if device.type != "cpu" or not torch.set_flush_denormal(True):
-        yield
-        return
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
 
 
 # Eigenproblems up to this size run LAPACK on one thread: a threaded eigh gains nothing there,
@@ -61,17 +46,16 @@ def _flush_denormals(device: torch.device):
 SINGLE_THREAD_MAX_N = 1024
 
 
-@contextlib.contextmanager
-def _eigh_threads(n: int, device: torch.device):
-    if device.type != "cpu" or n > SINGLE_THREAD_MAX_N or torch.get_num_threads() == 1:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def _solver_context(n: int, device: torch.device) -> contextlib.AbstractContextManager:
+    """Subnormals flushed on the calling thread (rank-deficient Grams drove fp32 ``eigh`` through
+    subnormal numbers, 10x slower on a K = 4608 ResNet-18 layer; values that small are far below
+    the eigenvalue rounding error) and, for small problems, one LAPACK thread."""
+    stack = contextlib.ExitStack()
+    if device.type == "cpu":
+        stack.enter_context(flush_denormals())
+        if n <= SINGLE_THREAD_MAX_N and torch.get_num_threads() > 1:
+            stack.enter_context(single_thread())
+    return stack
 
 
 def decompose(gram: torch.Tensor, dtype: torch.dtype) -> Spectrum:
@@ -84,7 +68,7 @@ def decompose(gram: torch.Tensor, dtype: torch.dtype) -> Spectrum:
     g = gram.to(dtype)
     g = (g + g.transpose(-1, -2)) * 0.5
     scale = g.diagonal(dim1=-2, dim2=-1).amax(-1).clamp_min(torch.finfo(dtype).tiny)  # [groups]
-    with _flush_denormals(g.device), _eigh_threads(g.shape[-1], g.device):
+    with _solver_context(g.shape[-1], g.device):
         vals, vecs = torch.linalg.eigh(g / scale[:, None, None])
     return Spectrum(vals * scale[:, None], vecs)
 
@@ -103,7 +87,7 @@ def decompose_rows(rows: torch.Tensor, dtype: torch.dtype = torch.float64) -> Sp
     rs = r / scale[:, None, None]
     inner = rs @ rs.transpose(-1, -2)  # [groups, m, m]
     inner = (inner + inner.transpose(-1, -2)) * 0.5
-    with _flush_denormals(inner.device), _eigh_threads(inner.shape[-1], inner.device):
+    with _solver_context(inner.shape[-1], inner.device):
         vals, u = torch.linalg.eigh(inner)
     m = rows.shape[-2]
     tol = vals.amax(-1, keepdim=True) * (max(m, 1) * torch.finfo(dtype).eps)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 from torch import nn
 
 _DATA_PARALLEL = (nn.DataParallel, nn.parallel.DistributedDataParallel)
@@ -48,6 +49,26 @@ def unwrap(model: nn.Module) -> tuple[nn.Module, list[str]]:
             return model, peeled
 
 
+def device_of(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); a named error on the meta device."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.device.type == "meta":
+            raise ValueError("the model is on the meta device (its weights hold no values): load or "
+                             "materialise its weights (e.g. model.to_empty(device=...) then load_state_dict) first")
+        return t.device
+    return torch.device("cpu")
+
+
+def _deepcopy(model: nn.Module) -> nn.Module:
+    try:
+        return copy.deepcopy(model)
+    except Exception as exc:
+        raise TypeError(
+            f"the model cannot be copied ({type(exc).__name__}: {exc}); pass inplace=True to correct it in place "
+            "(it is restored if anything fails)"
+        ) from None
+
+
 def working_copy(model: nn.Module, inplace: bool) -> tuple[nn.Module, nn.Module, list[str]]:
     """``(returned model, module to project, wrappers)``.
 
@@ -55,15 +76,18 @@ def working_copy(model: nn.Module, inplace: bool) -> tuple[nn.Module, nn.Module,
     a wrapper that cannot be deep-copied, such as a ``DistributedDataParallel`` bound to a process
     group, a deep copy of the module inside, which is then what is returned).
     """
+    if not isinstance(inplace, bool):
+        raise TypeError(f"inplace must be True or False, got {inplace!r}")
     inner, peeled = unwrap(model)
+    device_of(inner)
     if inplace:
         return model, inner, peeled
     if peeled:
         try:
             outer = copy.deepcopy(model)
         except Exception:
-            inner_copy = copy.deepcopy(inner)
+            inner_copy = _deepcopy(inner)
             return inner_copy, inner_copy, peeled
         return outer, unwrap(outer)[0], peeled
-    outer = copy.deepcopy(model)
+    outer = _deepcopy(model)
     return outer, outer, peeled

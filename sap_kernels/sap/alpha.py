@@ -1,0 +1,146 @@
+"""Phase 4, ``choose_alpha``: sweep alpha on data and pick one.
+
+On validation data the model never trained on (labels as noisy as training is fine), the pick is
+the best score smoothed over +-half a decade of alpha, and the unchanged model whenever it scores
+higher (``evaluation.best_alpha``).
+
+On data the model was trained on and fits (a hold-out of the training loader: the unchanged model
+scores at least ``MEMORISED_SCORE`` there), scores cannot tell alphas apart: every alpha that
+undoes memorisation *lowers* agreement with the noisy labels. There the curve of agreement
+against alpha has a known shape: a plateau near 1 (memorisation intact), a descent (memorised
+labels released), a second plateau (the clean structure kept) and a collapse (too strong a
+projection). ``plateau_alpha`` picks the flattest point of the second plateau. Measured in
+python/README.md ("Choosing alpha without unseen data").
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from . import batches
+from .apply import projectors_from_spectra
+from .evaluation import Validation, best_alpha, check_alphas, default_alphas, smoothed_scores, sweep
+from .guards import eval_modes
+from .objective import Objective, PerSample
+from .samples import SampleSet
+from .spectra import Spectra
+from .trusted import check_loader
+from .wrappers import device_of, unwrap
+
+# The unchanged model scoring this much on data drawn from its training set means it fits
+# (memorised) that data, noisy labels included.
+MEMORISED_SCORE = 0.98
+
+
+@dataclass
+class AlphaChoice:
+    """Outcome of ``choose_alpha``.
+
+    alpha: the pick (``math.inf``: leave the model unchanged).
+    scores: alpha -> mean score on the data (``math.inf``: the unchanged model).
+    rule: how the pick was made, in words.
+    memorised: the unchanged model fits the data (so the plateau rule was used).
+    warnings: what a user should know about the choice, in words.
+    """
+
+    alpha: float
+    scores: dict[float, float]
+    rule: str
+    memorised: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def smoothed(self) -> dict[float, float]:
+        return smoothed_scores(self.scores)
+
+
+def plateau_alpha(scores: dict[float, float], chance: float = 0.0) -> float:
+    """The alpha at the flattest point of the agreement curve below its memorised plateau.
+
+    Candidates: grid alphas whose score lies below the unchanged model's by at least
+    ``PLATEAU_DROP`` (memorisation visibly undone) and above ``PLATEAU_FLOOR`` of the way from
+    chance to it (the model not collapsed). Among them the one where the score changes least
+    between its grid neighbours; ties to the larger alpha. ``inf`` when no alpha qualifies.
+    """
+    finite = sorted(a for a in scores if not math.isinf(a))
+    top = scores.get(math.inf, max(scores.values()))
+    best: Optional[tuple[float, float]] = None
+    for i, a in enumerate(finite):
+        s = scores[a]
+        if not (s <= top - PLATEAU_DROP and s >= chance + PLATEAU_FLOOR * (top - chance)):
+            continue
+        lo, hi = max(0, i - 1), min(len(finite) - 1, i + 1)
+        if hi == lo:
+            continue
+        slope = abs(scores[finite[hi]] - scores[finite[lo]]) / (hi - lo)
+        if best is None or slope <= best[0] + 1e-12:
+            best = (slope, a)
+    return math.inf if best is None else best[1]
+
+
+PLATEAU_DROP = 0.01
+PLATEAU_FLOOR = 0.5
+
+
+def _data(val_loader: Union[Iterable, SampleSet], split: batches.Splitter) -> Iterable:
+    if isinstance(val_loader, SampleSet):
+        return val_loader
+    check_loader(val_loader, "val_loader")
+    return Validation(val_loader, split)
+
+
+def choose_alpha(
+    model: nn.Module,
+    spectra: Spectra,
+    val_loader: Union[Iterable, SampleSet],
+    *,
+    alphas: Optional[Sequence[float]] = None,
+    memorised: Union[bool, str] = False,
+    chance: float = 0.0,
+    score_fn: Optional[PerSample] = None,
+    batch_fn: Optional[batches.Splitter] = None,
+    input_key: Optional[Union[str, list[str]]] = None,
+    label_key: Optional[str] = None,
+    backend: Optional[str] = None,
+    progress: bool = True,
+) -> AlphaChoice:
+    """Phase 4: score the projection at every alpha of a grid on ``val_loader`` and pick one.
+
+    Args:
+        model: the model ``spectra`` were computed on (its weights are written for the sweep and
+            restored; modes restored).
+        spectra: from ``Statistics.decompose``.
+        val_loader: batches ``(inputs, labels)`` (read like the training loader; a generator is
+            cached on the host at its first pass), or a ``SampleSet``.
+        alphas: the grid (default ``1, 10**0.25, ..., 1e6``).
+        memorised: whether the data was drawn from the model's training set and may be fitted:
+            ``"auto"`` decides by the unchanged model's score (``>= MEMORISED_SCORE``) and then
+            picks by ``plateau_alpha``; False (a genuine hold-out) picks the best smoothed score.
+        chance: the score of a constant prediction (``1 / classes`` for accuracy), for the
+            plateau rule's collapse guard.
+        score_fn: per-sample score ``(output, labels) -> [B]`` (default: accuracy).
+    Returns:
+        ``AlphaChoice``.
+    """
+    if memorised not in (True, False, "auto"):
+        raise ValueError(f"memorised must be True, False or 'auto', got {memorised!r}")
+    grid = default_alphas() if alphas is None else check_alphas(alphas)
+    data = _data(val_loader, batches.make_splitter(batch_fn, input_key, label_key))
+    inner, _ = unwrap(model)
+    with eval_modes(inner):
+        projectors = projectors_from_spectra(inner, spectra, backend)
+        scores = sweep(inner, projectors, grid, data, device_of(inner), Objective(score_fn=score_fn), progress)
+    fitted = memorised is True or (memorised == "auto" and scores[math.inf] >= MEMORISED_SCORE)
+    if not fitted:
+        return AlphaChoice(best_alpha(scores), scores, "best validation score, smoothed over +-0.5 decade")
+    pick = plateau_alpha(scores, chance)
+    warning = (
+        f"the unchanged model scores {100 * scores[math.inf]:.1f}% on these samples from its training data: it has "
+        "memorised their labels, so they cannot show which alpha generalises best; alpha was chosen by the "
+        "plateau rule instead (a plateau of agreement with the training labels). Pass val_loader= with "
+        "samples the model never trained on (noisy labels are fine) for a measured choice."
+    )
+    return AlphaChoice(pick, scores, "plateau of training-label agreement (the data is memorised)", True, [warning])

@@ -1,0 +1,152 @@
+"""Phase 2, ``collect``: run the trusted samples through the model and stream every selected
+layer's input activations into per-stream Grams (``GramCollector``), then describe them as
+``Statistics``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import batches
+from .capture import GramCollector
+from .guards import eval_modes
+from .head import find_head
+from .layers import Discovery, Selector, discover
+from .samples import SampleSet
+from .statistics import Statistics, StreamStats
+from .trusted import TrustedSet, check_count, check_loader
+from .wrappers import device_of, unwrap
+
+RowMaskFn = Callable[[Any], Optional[torch.Tensor]]
+
+
+def attention_mask_rows(inputs: Any) -> Optional[torch.Tensor]:
+    """The default row mask: a dict input's ``attention_mask`` ``[B, T]`` (nonzero: a real token)."""
+    if isinstance(inputs, Mapping):
+        mask = inputs.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and mask.dim() == 2:
+            return mask != 0
+    return None
+
+
+def _batches(trusted: Any, split: batches.Splitter, batch_size: Optional[int]) -> Iterator[Any]:
+    """Model inputs, batch by batch, from a TrustedSet, a SampleSet or a loader."""
+    if isinstance(trusted, TrustedSet):
+        trusted = trusted.samples
+    if isinstance(trusted, SampleSet):
+        for inputs, _ in trusted.batches(batch_size):
+            yield inputs
+        return
+    check_loader(trusted, "trusted")
+    for b, batch in enumerate(trusted):
+        inputs, labels = split(batch)
+        if labels.dim() and labels.shape[0]:
+            batches.check_samples(inputs, int(labels.shape[0]), b)
+            yield inputs
+
+
+def drop_head(model: nn.Module, disc: Discovery, inputs: Any) -> str:
+    """Find the classifier head on ``inputs`` and remove it (and layers tied to it) from ``disc``."""
+    head = find_head(model, disc.units, batches.slice_rows(inputs, 0, 2))
+    disc.skipped.append((head, "classifier head (skip_head=True)"))
+    stream = next((u.stream for u in disc.units if getattr(u, "name", None) == head), head)
+    disc.units = [u for u in disc.units if getattr(u, "stream", u.name) != stream]
+    return head
+
+
+def statistics_of(collector: GramCollector, disc: Discovery, head: Optional[str], n_samples: int,
+                  trusted_indices: torch.Tensor, notices: list[str]) -> Statistics:
+    """The collector's accumulators as ``Statistics``; targets never reached go to ``skipped``."""
+    skipped = list(disc.skipped)
+    targets, streams = [], {}
+    for t in disc.targets():
+        acc = collector.streams.get(t.stream)
+        if acc is None or acc.rows == 0:
+            skipped.append((t.name, "never called during the forward pass"))
+            continue
+        targets.append(t)
+        if t.stream not in streams:
+            streams[t.stream] = StreamStats(acc.spec, acc.rows, acc.gram, acc.kept_rows(), acc.exp or 0)
+    if not targets:
+        raise ValueError("nothing to project: no selected layer was called during the forward pass"
+                         + "".join(f"\n  {n}: {why}" for n, why in skipped[:20]))
+    return Statistics(streams, targets, skipped, head, n_samples, trusted_indices, notices)
+
+
+def nothing_to_project(disc: Discovery) -> ValueError:
+    return ValueError(
+        "nothing to project: the model has no selected nn.Linear/nn.Conv1d/2d/3d/nn.MultiheadAttention layer"
+        + "".join(f"\n  {n}: {why}" for n, why in disc.skipped[:20]))
+
+
+def collect(
+    model: nn.Module,
+    trusted: Union[TrustedSet, SampleSet, Iterable],
+    *,
+    layers: Optional[Union[Selector, Iterable[Selector]]] = None,
+    skip: Optional[Union[Selector, Iterable[Selector]]] = None,
+    skip_head: bool = False,
+    batch_size: Optional[int] = None,
+    backend: Optional[str] = None,
+    row_mask: Optional[RowMaskFn] = attention_mask_rows,
+    batch_fn: Optional[batches.Splitter] = None,
+    input_key: Optional[Union[str, list[str]]] = None,
+    label_key: Optional[str] = None,
+    progress: bool = True,
+) -> Statistics:
+    """Phase 2: the Gram (or, while fewer than ``K``, the rows) of every selected layer's input.
+
+    Args:
+        model: the model (run in eval mode, modes restored; wrappers such as DDP are peeled off).
+        trusted: a ``TrustedSet`` (from ``select_trusted``), a ``SampleSet``, or any loader of
+            ``(inputs, labels)`` batches whose samples are all trusted (a verified clean subset).
+        layers, skip, skip_head: which targets (see ``sap_kernels.project``).
+        batch_size: batch size for a ``TrustedSet``/``SampleSet`` (default: the loader's largest).
+        backend: kernel backend for the Grams.
+        row_mask: ``inputs -> [B, T] bool`` marking real tokens; rows at False positions of
+            token-wise inputs (``[B, T, ..., K]``) are left out of every Gram. Default: a dict
+            input's ``attention_mask``; None: every row.
+        batch_fn, input_key, label_key: how a loader batch becomes ``(inputs, labels)``.
+        progress: a tqdm bar over the batches.
+    Returns:
+        ``Statistics``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if batch_size is not None:
+        batch_size = check_count(batch_size, "batch_size")
+    if row_mask is not None and not callable(row_mask):
+        raise TypeError(f"row_mask must be a function inputs -> [B, T] bool mask, or None; got {row_mask!r}")
+    inner, _ = unwrap(model)
+    split = batches.make_splitter(batch_fn, input_key, label_key)
+    disc = discover(inner, layers, skip)
+    if not disc.units:
+        raise nothing_to_project(disc)
+    device = device_of(inner)
+    stream = _batches(trusted, split, batch_size)
+    head, n = None, 0
+    with eval_modes(inner):
+        first = next(stream, None)
+        if first is None:
+            raise ValueError("collect: there are no samples to collect statistics on")
+        if skip_head:
+            head = drop_head(inner, disc, batches.to_device(first, device))
+        collector = GramCollector(disc.units, backend=backend)
+        with collector, torch.no_grad():
+            for inputs in tqdm(_chain(first, stream), desc="SAP: collecting activations", disable=not progress,
+                               leave=False):
+                collector.row_mask = row_mask(inputs) if row_mask is not None else None
+                batches.call_model(inner, batches.to_device(inputs, device))
+                n += batches.batch_len(inputs)
+    indices = trusted.indices if isinstance(trusted, (TrustedSet, SampleSet)) else torch.arange(n)
+    notices = list(trusted.notices) if isinstance(trusted, TrustedSet) else []
+    return statistics_of(collector, disc, head, n, indices, notices)
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest

@@ -1,0 +1,119 @@
+"""Samples kept on the host (trusted samples, a hold-out), grouped by shape.
+
+Loaders may yield batches whose per-sample shapes differ (images of several sizes for a fully
+convolutional model, token batches padded per batch). Samples are kept as *parts*, each a nested
+batch of one shape; parts of the same shape are merged, so the number of parts stays the number
+of distinct shapes. Batches are read back part by part, in loader order within each part.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from . import batches
+
+
+@dataclass
+class Part:
+    """Samples of one shape: ``inputs`` nested CPU tensors with ``n`` rows on dim 0, ``labels``
+    ``[n, ...]``, ``indices`` ``[n]`` int64 (positions in the loader's sample order), ``scores``
+    ``[n]`` float32 (the ranking score; lower is more trusted)."""
+
+    inputs: Any
+    labels: torch.Tensor
+    indices: torch.Tensor
+    scores: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def select(self, index: torch.Tensor) -> "Part":
+        return Part(batches.select(self.inputs, index), self.labels.index_select(0, index),
+                    self.indices.index_select(0, index), self.scores.index_select(0, index))
+
+    def key(self) -> tuple:
+        return (batches.signature(self.inputs), tuple(self.labels.shape[1:]), self.labels.dtype)
+
+
+def merge(parts: Sequence[Part]) -> list[Part]:
+    """Parts of equal shape concatenated (first-seen order of shapes), each sorted by index."""
+    groups: dict[tuple, list[Part]] = {}
+    for p in parts:
+        if len(p):
+            groups.setdefault(p.key(), []).append(p)
+    out = []
+    for same in groups.values():
+        joined = same[0] if len(same) == 1 else Part(
+            batches.concat([p.inputs for p in same]), torch.cat([p.labels for p in same]),
+            torch.cat([p.indices for p in same]), torch.cat([p.scores for p in same]))
+        order = torch.argsort(joined.indices)
+        out.append(joined if bool((order == torch.arange(len(order))).all()) else joined.select(order))
+    return out
+
+
+def keep_lowest(parts: Sequence[Part], capacity: int) -> list[Part]:
+    """The ``capacity`` samples with the lowest scores (ties: lower index first), merged."""
+    if not parts:
+        return []
+    scores = torch.cat([p.scores for p in parts])
+    indices = torch.cat([p.indices for p in parts])
+    order = torch.argsort(indices, stable=True)
+    order = order[torch.argsort(scores[order], stable=True)][:capacity]
+    chosen = torch.zeros(scores.shape[0], dtype=torch.bool)
+    chosen[order] = True
+    out, start = [], 0
+    for p in parts:
+        mask = chosen[start:start + len(p)]
+        start += len(p)
+        if bool(mask.any()):
+            out.append(p if bool(mask.all()) else p.select(mask.nonzero().squeeze(1)))
+    return merge(out)
+
+
+@dataclass
+class SampleSet:
+    """Samples on the host in parts of one shape each; ``batches()`` reads them back."""
+
+    parts: list[Part]
+    batch_size: int
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """``[n, ...]`` labels, part by part (each part in loader order)."""
+        return torch.cat([p.labels for p in self.parts]) if self.parts else torch.zeros(0, dtype=torch.long)
+
+    @property
+    def indices(self) -> torch.Tensor:
+        """``[n]`` int64 positions in the loader's sample order, matching ``labels``."""
+        return torch.cat([p.indices for p in self.parts]) if self.parts else torch.zeros(0, dtype=torch.long)
+
+    @property
+    def scores(self) -> torch.Tensor:
+        return torch.cat([p.scores for p in self.parts]) if self.parts else torch.zeros(0)
+
+    def batches(self, batch_size: int | None = None) -> Iterator[tuple[Any, torch.Tensor]]:
+        """``(inputs, labels)`` batches of at most ``batch_size`` samples of one shape."""
+        bs = max(1, int(batch_size or self.batch_size))
+        for p in self.parts:
+            for a in range(0, len(p), bs):
+                yield batches.slice_rows(p.inputs, a, a + bs), p.labels[a:a + bs]
+
+    def __iter__(self) -> Iterator[tuple[Any, torch.Tensor]]:
+        return self.batches()
+
+    def subset(self, positions: torch.Tensor) -> "SampleSet":
+        """The samples at ``positions`` (into the concatenated order of ``indices``)."""
+        mask = torch.zeros(len(self), dtype=torch.bool)
+        mask[positions] = True
+        out, start = [], 0
+        for p in self.parts:
+            m = mask[start:start + len(p)]
+            start += len(p)
+            if bool(m.any()):
+                out.append(p.select(m.nonzero().squeeze(1)))
+        return SampleSet(out, self.batch_size)
