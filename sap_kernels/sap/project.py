@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .alpha import AlphaChoice, choose_alpha
+from .alpha import MEMORISED_SCORE, AlphaChoice, choose_alpha
 from .apply import Projector, projectors_from_spectra, projectors_from_statistics, write_all
 from .capture import GramCollector
 from .collect import RowMaskFn, attention_mask_rows, collect, nothing_to_project, statistics_of
@@ -26,6 +26,7 @@ from .objective import PerSample
 from .result import LayerReport, SAPResult
 from .settings import Settings, settings
 from .spectra import Spectra
+from .samples import SampleSet
 from .statistics import Statistics
 from .trusted import TrustedSet, check_loader, known_size, select_trusted
 from .wrappers import working_copy
@@ -43,14 +44,16 @@ def _reports(source: Union[Spectra, Statistics], projectors: Sequence[Projector]
     return out
 
 
-def _trusted_and_statistics(target: nn.Module, loader: Iterable, s: Settings, hold: float,
+def _trusted_and_statistics(target: nn.Module, loader: Iterable, s: Settings, needs_data: bool,
                             kw: dict[str, Any]) -> tuple[TrustedSet, Statistics]:
     """Phases 1 and 2; one pass over the loader when every sample it yields is trusted anyway."""
+    hold = (s.holdout or 0.0) if needs_data else 0.0
+    reference = s.max_holdout if needs_data and s.holdout is None else 0
     trust = dict(n_trusted=s.n_trusted, class_balanced=s.class_balanced, strategy=s.strategy, holdout=hold,
-                 max_holdout=s.max_holdout, seed=s.seed, loss_fn=kw["loss_fn"], progress=s.progress,
-                 **kw["split"])
+                 max_holdout=s.max_holdout, reference=reference, seed=s.seed, loss_fn=kw["loss_fn"],
+                 progress=s.progress, **kw["split"])
     every = isinstance(s.n_trusted, int) and known_size(loader) == s.n_trusted
-    if every and hold == 0 and not s.class_balanced and not s.skip_head:
+    if every and not needs_data and not s.skip_head:
         disc = discover(target, kw["layers"], kw["skip"])
         with GramCollector(disc.units, backend=s.backend) as collector:
             trusted = select_trusted(target, loader, **trust)
@@ -69,13 +72,29 @@ def _choose(target: nn.Module, spectra: Spectra, trusted: TrustedSet, val_loader
         choice = choose_alpha(target, spectra, val_loader, alphas=s.grid, score_fn=kw["score_fn"],
                               backend=s.backend, progress=s.progress, **kw["split"])
         return choice, "val_loader"
-    if trusted.holdout is None:
-        raise ValueError("no samples were held out for choosing alpha; pass val_loader, alpha, or holdout > 0")
     chance = 1.0 / trusted.num_classes if trusted.num_classes else 0.0
-    choice = choose_alpha(target, spectra, trusted.holdout, alphas=s.grid, memorised="auto", chance=chance,
+    data, where = _training_data(trusted, s)
+    choice = choose_alpha(target, spectra, data, alphas=s.grid, memorised="auto", chance=chance,
                           score_fn=kw["score_fn"], backend=s.backend, progress=s.progress)
-    where = f"hold-out of {len(trusted.holdout)} training samples (seed {s.seed}, never trusted)"
     return choice, where
+
+
+def _training_data(trusted: TrustedSet, s: Settings) -> tuple[SampleSet, str]:
+    """The training samples alpha is chosen on without ``val_loader``: the never-trusted hold-out,
+    or the seeded sample of the loader (without the trusted samples when the model does not fit
+    its training labels, so that the sweep is not scored on the samples the Grams came from)."""
+    if trusted.holdout is not None:
+        return trusted.holdout, f"hold-out of {len(trusted.holdout)} training samples (seed {s.seed}, never trusted)"
+    ref = trusted.reference
+    if ref is None or not len(ref):
+        raise ValueError("no training samples were kept for choosing alpha; pass val_loader or alpha")
+    where = f"{len(ref)} training samples (seed {s.seed})"
+    if trusted.fit is not None and trusted.fit < MEMORISED_SCORE:
+        keep = (~torch.isin(ref.indices, trusted.indices)).nonzero().squeeze(1)
+        if keep.numel():
+            ref = ref.subset(keep)
+            where = f"{len(ref)} training samples, not trusted (seed {s.seed})"
+    return ref, where
 
 
 def project(
@@ -86,15 +105,15 @@ def project(
     alpha: Optional[float] = None,
     alphas: Optional[Sequence[float]] = None,
     n_trusted: Optional[Union[int, float]] = None,
-    class_balanced: bool = False,
+    class_balanced: Optional[bool] = None,
     strategy: str = "loss",
     layers: Optional[Union[Selector, Iterable[Selector]]] = None,
     skip: Optional[Union[Selector, Iterable[Selector]]] = None,
     skip_head: bool = False,
     inplace: bool = False,
     progress: bool = True,
-    holdout: float = 0.1,
-    max_holdout: int = 10_000,
+    holdout: Optional[float] = None,
+    max_holdout: int = 5_000,
     seed: int = 0,
     batch_size: Optional[int] = None,
     eig_dtype: Optional[torch.dtype] = None,
@@ -125,22 +144,25 @@ def project(
         loader: batches of the (noisy) training set: ``(inputs, labels)`` pairs, or anything
             ``batch_fn``/``input_key``/``label_key`` turn into one. Iterated once.
         val_loader: batches to choose alpha on, never trained on (labels as noisy as training
-            is fine). Without it (and without ``alpha``) a seeded ``holdout`` share of ``loader``
-            (at most ``max_holdout``) is set aside and never trusted; when the model fits those
-            samples (it memorised its training labels) alpha is chosen by the plateau rule and
-            the result carries a warning (``choose_alpha``).
+            is fine): the reliable choice. Without it (and without ``alpha``) alpha is chosen on a
+            seeded sample of up to ``max_holdout`` training samples: when the model fits them (it
+            memorised its training labels) by the plateau rule (``choose_alpha``), else by their
+            accuracy with the trusted samples left out; the result then carries a warning.
         alpha: use this alpha (``> 0``; ``math.inf`` leaves the model unchanged); no sweep.
         alphas: the grid to search (default ``1, 10**0.25, ..., 1e6``); not with ``alpha``.
         n_trusted: trusted samples: a count, a fraction in (0, 1) of the data, or None (1000,
             or a quarter of the data when that is fewer, with a notice).
-        class_balanced: the best ``n_trusted / classes`` of each class.
+        class_balanced: the best ``n_trusted / classes`` of each class; None (default): True for
+            class labels under the default loss, False with ``loss_fn``.
         strategy: how samples are ranked for trust: ``"loss"`` or ``"random"``.
         layers, skip: module names, glob patterns or types to include / exclude (an attention
             block's name selects all its weights); an entry matching nothing is an error.
         skip_head: leave the classifier head (the layer whose output is the logits) alone.
         inplace: modify ``model`` itself (restored if anything fails); else a deep copy.
         progress: tqdm progress bars.
-        holdout, max_holdout, seed: the automatic hold-out.
+        holdout, max_holdout, seed: without ``val_loader``: ``holdout=None`` uses a seeded sample
+            of up to ``max_holdout`` training samples (see ``val_loader``); a fraction sets that
+            share of ``loader`` aside instead, never trusted.
         batch_size: batch size of the activation pass (default: the loader's largest batch).
         eig_dtype: ``torch.float32``/``torch.float64`` for every eigendecomposition (default: the
             precision policy, ``sap_kernels.sap.precision``).
@@ -167,8 +189,11 @@ def project(
     s = settings(alpha=alpha, alphas=alphas, n_trusted=n_trusted, class_balanced=class_balanced, strategy=strategy,
                  solver=solver, eig_dtype=eig_dtype, batch_size=batch_size, holdout=holdout, max_holdout=max_holdout,
                  seed=seed, backend=backend, inplace=inplace, progress=progress, skip_head=skip_head)
+    if s.sweeping and loss_fn is not None and score_fn is None:
+        raise ValueError("loss_fn= was given without score_fn=: choosing alpha needs a per-sample score "
+                         "(output, labels) -> [B] (or pass alpha=)")
     if s.sweeping and val_loader is None and s.holdout == 0:
-        raise ValueError("choosing alpha needs validation data: pass val_loader, alpha, or holdout > 0")
+        raise ValueError("choosing alpha needs validation data: pass val_loader, alpha, or holdout=None / > 0")
     kw = dict(layers=layers, skip=skip, loss_fn=loss_fn, score_fn=score_fn, row_mask=row_mask,
               split=dict(batch_fn=batch_fn, input_key=input_key, label_key=label_key))
     returned, target, _ = working_copy(model, s.inplace)
@@ -181,8 +206,7 @@ def project(
 def _run(returned: nn.Module, target: nn.Module, loader: Iterable, val_loader: Optional[Iterable], s: Settings,
          kw: dict[str, Any]) -> SAPResult:
     clock, timings = time.perf_counter(), {}
-    hold = s.holdout if s.sweeping and val_loader is None else 0.0
-    trusted, stats = _trusted_and_statistics(target, loader, s, hold, kw)
+    trusted, stats = _trusted_and_statistics(target, loader, s, s.sweeping and val_loader is None, kw)
     timings["trusted+activations"] = time.perf_counter() - clock
     clock = time.perf_counter()
     choice, validation = None, "none (alpha given)"

@@ -21,9 +21,11 @@ def _flag(value: Any, name: str) -> bool:
     return value
 
 
-def _fraction(value: Any, name: str) -> float:
+def _fraction(value: Any, name: str) -> Optional[float]:
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{name} must be a fraction in [0, 1), got {value!r}")
+        raise ValueError(f"{name} must be None or a fraction in [0, 1), got {value!r}")
     return float(value)
 
 
@@ -34,12 +36,12 @@ class Settings:
     alpha: Optional[float]
     grid: Optional[list[float]]
     n_trusted: Optional[Union[int, float]]
-    class_balanced: bool
+    class_balanced: Optional[bool]
     strategy: str
     solver: str
     eig_dtype: Optional[torch.dtype]
     batch_size: Optional[int]
-    holdout: float
+    holdout: Optional[float]
     max_holdout: int
     seed: int
     backend: Optional[str]
@@ -74,7 +76,7 @@ def settings(*, alpha: Any, alphas: Any, n_trusted: Any, class_balanced: Any, st
         raise TypeError(f"seed must be an integer, got {seed!r}")
     requested_backend(backend)  # validates backend= and $SAP_KERNELS_BACKEND on every path
     return Settings(
-        alpha=a, grid=grid, n_trusted=check_n_trusted(n_trusted), class_balanced=_flag(class_balanced, "class_balanced"),
+        alpha=a, grid=grid, n_trusted=check_n_trusted(n_trusted), class_balanced=None if class_balanced is None else _flag(class_balanced, "class_balanced"),
         strategy=strategy, solver=solver, eig_dtype=precision.check_eig_dtype(eig_dtype),
         batch_size=None if batch_size is None else check_count(batch_size, "batch_size"),
         holdout=_fraction(holdout, "holdout"), max_holdout=check_count(max_holdout, "max_holdout"),

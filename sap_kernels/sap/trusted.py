@@ -36,6 +36,9 @@ class TrustedSet:
         ``scores``: the ranking score, e.g. the loss).
     holdout: samples set aside for choosing alpha (never trusted), or None.
     n_seen: samples the loader yielded.
+    reference: a seeded uniform sample of the loader (trusted samples included), or None.
+    fit: share of the samples the model scores right (its training accuracy on the given
+        labels; None with a custom ``loss_fn``).
     notices: what the selection had to decide on its own (a smaller trusted set on small data, a
         class with too few samples), in words for the report.
     """
@@ -47,6 +50,8 @@ class TrustedSet:
     class_balanced: bool
     num_classes: Optional[int] = None
     notices: list[str] = field(default_factory=list)
+    reference: Optional[SampleSet] = None
+    fit: Optional[float] = None
 
     @property
     def indices(self) -> torch.Tensor:
@@ -143,7 +148,7 @@ class _Selector:
     """Streams batches into per-class (or one) pools and the hold-out."""
 
     def __init__(self, ranker: Ranker, objective: Objective, class_balanced: bool, capacity: int,
-                 holdout: float, max_holdout: int, seed: int):
+                 holdout: float, max_holdout: int, seed: int, reference: int = 0):
         self.ranker, self.objective = ranker, objective
         self.class_balanced = class_balanced
         self.capacity = capacity
@@ -154,6 +159,8 @@ class _Selector:
         self.held: list[Part] = []
         self.n_held = self.seen = self.largest = 0
         self.num_classes: Optional[int] = None
+        self.reference = _Pool(reference) if reference else None  # uniform: lowest random keys
+        self.correct = 0.0
 
     def feed(self, model: nn.Module, batch: Any, split: batches.Splitter, b: int, device: torch.device) -> None:
         inputs, labels = split(batch)
@@ -170,6 +177,11 @@ class _Selector:
         classes = self.objective.classes(output, labels.cpu(), b) if self.class_balanced else None
         self.num_classes = self.objective.num_classes(output, n, b)
         part = Part(batches.to_host(inputs), labels.detach().cpu(), torch.arange(self.seen, self.seen + n), scores)
+        if self.objective.loss_fn is None:
+            self.correct += float(self.objective.scores(output, labels, b).sum())
+        if self.reference is not None:
+            keys = torch.rand(n, generator=self.generator)
+            self.reference.offer(Part(part.inputs, part.labels, part.indices, keys))
         self.seen += n
         self.largest = max(self.largest, n)
         part, classes = self._hold_out(part, classes)
@@ -210,8 +222,10 @@ class _Selector:
             )
         parts = self._balanced(n, notices) if self.class_balanced else keep_lowest(self.overall.compact(), n)
         holdout = SampleSet(merge(self.held), self.largest) if self.held else None
+        reference = SampleSet(merge(self.reference.compact()), self.largest) if self.reference is not None else None
+        fit = self.correct / self.seen if self.objective.loss_fn is None else None
         return TrustedSet(SampleSet(parts, self.largest), holdout, self.seen, strategy, self.class_balanced,
-                          self.num_classes, notices)
+                          self.num_classes, notices, reference, fit)
 
     def _balanced(self, n: int, notices: list[str]) -> list[Part]:
         """``n / classes`` lowest per class; a class short of its share is filled from the others."""
@@ -242,10 +256,11 @@ def select_trusted(
     loader: Iterable,
     *,
     n_trusted: Optional[Union[int, float]] = None,
-    class_balanced: bool = False,
+    class_balanced: Optional[bool] = None,
     strategy: str = "loss",
     holdout: float = 0.0,
     max_holdout: int = 10_000,
+    reference: int = 0,
     seed: int = 0,
     loss_fn: Optional[PerSample] = None,
     batch_fn: Optional[batches.Splitter] = None,
@@ -262,10 +277,14 @@ def select_trusted(
             1000, or a quarter of the available samples when that is fewer (stated in ``notices``).
             An explicit count larger than the data raises.
         class_balanced: the best ``n_trusted / classes`` of each class (a class short of its share
-            is filled with the best of the others, stated in ``notices``).
+            is filled with the best of the others, stated in ``notices``). None (default): True
+            for class labels under the default loss (as the published scripts select), False
+            with a custom ``loss_fn``.
         strategy: ``"loss"`` (lowest per-sample loss, the paper's criterion) or ``"random"``.
         holdout, max_holdout, seed: with ``holdout > 0`` each sample is set aside with that
             probability (seeded; at most ``max_holdout``) for choosing alpha, and never trusted.
+        reference: keep a seeded uniform sample of up to this many samples (trusted ones
+            included) as ``TrustedSet.reference``, for choosing alpha on training data.
         loss_fn: per-sample loss ``(output, labels) -> [B]`` replacing the default (cross-entropy,
             or BCE-with-logits for one logit per sample).
         batch_fn, input_key, label_key: how a batch becomes ``(inputs, labels)``.
@@ -283,11 +302,17 @@ def select_trusted(
     check_loader(loader, "loader")
     split = batches.make_splitter(batch_fn, input_key, label_key)
     objective = Objective(loss_fn=loss_fn)
+    if class_balanced is None:
+        class_balanced = loss_fn is None
+    elif not isinstance(class_balanced, bool):
+        raise TypeError(f"class_balanced must be True, False or None, got {class_balanced!r}")
     inner, _ = unwrap(model)
     device = device_of(inner)
     capacity = requested if isinstance(requested, int) else DEFAULT_N_TRUSTED if requested is None else 2**62
+    if reference:
+        reference = check_count(reference, "reference")
     selector = _Selector(RANKERS[strategy](objective, seed), objective, class_balanced, capacity,
-                         float(holdout), check_count(max_holdout, "max_holdout"), seed)
+                         float(holdout), check_count(max_holdout, "max_holdout"), seed, reference)
     with eval_modes(inner):
         for b, batch in enumerate(tqdm(loader, desc="SAP: ranking samples", disable=not progress, leave=False)):
             selector.feed(inner, batch, split, b, device)
