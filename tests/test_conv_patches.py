@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from reference import conv_patches as onehot_patches
+
 from sap_kernels import ops
 
 

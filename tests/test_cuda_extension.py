@@ -39,7 +39,8 @@ def _cuda_home() -> Optional[str]:
         return None
     for root in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), str(nvcc.resolve().parents[1]),
                  "/usr/local/cuda"):
-        if root and (Path(root) / "include" / "cuda_runtime_api.h").is_file() and (Path(root) / "bin" / "nvcc").exists():
+        has_headers = root and (Path(root) / "include" / "cuda_runtime_api.h").is_file()
+        if has_headers and (Path(root) / "bin" / "nvcc").exists():
             return root
     return None
 
