@@ -1,13 +1,30 @@
 """Build script: pure Python by default; the CUDA C++ kernels in ``csrc/`` are built only on request.
 
 Set ``SAP_KERNELS_BUILD_CUDA=1`` (and have ``nvcc`` plus a CUDA build of torch) to compile the
-``sap_kernels._C`` extension. Without it the package installs as pure Python and the torch and
-Triton backends are used; ``sap_kernels.kernels.cuda`` then reports the extension as absent.
+``sap_kernels._C`` extension (pybind11 functions; the op schemas live in Python). Without it the
+package installs as pure Python; the ``"cuda"`` backend can then still run the same kernels by
+compiling ``csrc/*.cu`` at run time with NVRTC through CuPy, so every build copies the sources
+into the package (``sap_kernels/kernels/cuda/csrc``). See ``docs/cuda.md``.
 """
 import glob
 import os
+import shutil
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
+
+CUDA_SOURCES = ("gram_kernels.cu", "projection_kernels.cu", "sap_kernels.h", "tile_common.cuh")
+
+
+class BuildPyWithCudaSources(build_py):
+    """Also place the ``.cu`` sources and headers in the built package, for the CuPy path."""
+
+    def run(self):
+        super().run()
+        dest = os.path.join(self.build_lib, "sap_kernels", "kernels", "cuda", "csrc")
+        os.makedirs(dest, exist_ok=True)
+        for name in CUDA_SOURCES:
+            shutil.copy2(os.path.join("csrc", name), os.path.join(dest, name))
 
 
 def _cuda_extensions():
@@ -31,4 +48,5 @@ def _cuda_extensions():
 
 
 ext_modules, cmdclass = _cuda_extensions()
+cmdclass["build_py"] = BuildPyWithCudaSources
 setup(ext_modules=ext_modules, cmdclass=cmdclass)

@@ -67,7 +67,14 @@ cat /tmp/tune.log >> "$OUT/summary.txt"
 # CUDA C++ extension: build in place (sap_kernels/_C*.so, git-ignored), then its GPU tests.
 export CUDA_HOME="${CUDA_HOME:-$("$PY" -c 'import torch.utils.cpp_extension as c; print(c.CUDA_HOME or "/usr/local/cuda")')}"
 [ -f "$CUDA_HOME/include/cuda_runtime_api.h" ] || export CUDA_HOME=/usr/local/cuda
+# The same GPU tests then run on the CuPy/NVRTC build path of the same kernels, where CuPy is installed.
 { MAX_JOBS=8 SAP_KERNELS_BUILD_CUDA=1 timeout 100 "$PY" setup.py build_ext --inplace 2>&1 | tail -40
-  timeout 50 "$PY" -m pytest -q -rs -p no:cacheprovider -m gpu tests/test_cuda_build.py 2>&1 | tail -40; } > "$OUT/cuda.log"
+  SAP_KERNELS_CUDA_LOADER=extension timeout 50 "$PY" -m pytest -q -rs -p no:cacheprovider -m gpu \
+    tests/test_cuda_build.py 2>&1 | tail -40
+  if "$PY" -c "import cupy" 2>/dev/null; then
+    echo "--- CuPy/NVRTC build path"
+    SAP_KERNELS_CUDA_LOADER=cupy timeout 60 "$PY" -m pytest -q -rs -p no:cacheprovider -m gpu \
+      tests/test_cuda_build.py 2>&1 | tail -40
+  fi; } > "$OUT/cuda.log"
 status "cuda: $(tail -n 1 "$OUT/cuda.log")"
 status "done"

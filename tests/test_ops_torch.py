@@ -7,8 +7,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from reference import conv_patches
+
 from sap_kernels import ops
 
 
@@ -31,7 +31,8 @@ def conv_cases(draw):
         padding = tuple(draw(st.integers(0, 3)) for _ in range(nd))
     else:
         padding = form
-    pad_total = [2 * (padding if isinstance(padding, int) else padding[i]) if form in ("int", "tuple") else 0 for i in range(nd)]
+    pad_total = [2 * (padding if isinstance(padding, int) else padding[i]) if form in ("int", "tuple") else 0
+                 for i in range(nd)]
     spatial = tuple(
         max(1, d * (k - 1) + 1 - pt) + draw(st.integers(0, 5 if nd < 3 else 2))
         for d, k, pt in zip(dil, ks, pad_total)

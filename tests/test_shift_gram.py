@@ -7,8 +7,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from reference import conv_patches
+
 from sap_kernels import ops
 from sap_kernels.kernels.torch import shift_gram
 
@@ -28,7 +28,8 @@ def stride1_cases(draw):
     ks = tuple(draw(st.integers(1, 5)) for _ in range(nd))
     dil = tuple(draw(st.integers(1, 3)) for _ in range(nd))
     form = draw(st.sampled_from(["int", "tuple", "same", "valid"]))
-    padding = {"int": draw(st.integers(0, 3)), "tuple": tuple(draw(st.integers(0, 3)) for _ in range(nd))}.get(form, form)
+    choices = {"int": draw(st.integers(0, 3)), "tuple": tuple(draw(st.integers(0, 3)) for _ in range(nd))}
+    padding = choices.get(form, form)
     pad_total = [2 * (padding if isinstance(padding, int) else padding[i]) if form in ("int", "tuple") else 0
                  for i in range(nd)]
     spatial = tuple(max(1, d * (k - 1) + 1 - pt) + draw(st.integers(0, 6)) for d, k, pt in zip(dil, ks, pad_total))

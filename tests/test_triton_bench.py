@@ -1,9 +1,11 @@
 """The benchmark script and the GPU check script, exercised on CPU: layer tables against
-torchvision, the ``--smoke`` run end to end, and the shell script's syntax."""
+torchvision, the ``--smoke`` run end to end, and the GPU check script's syntax, the files it
+runs, their command lines and the GPU test files' collection."""
 from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 
@@ -58,8 +60,51 @@ def test_smoke_run_writes_csv(tmp_path):
     assert "median_ms" in res.stdout
 
 
-def test_gpu_check_script_parses():
-    subprocess.run(["bash", "-n", os.path.join(ROOT, "benchmarks", "gpu_check.sh")], check=True)
+GPU_CHECK = os.path.join(ROOT, "benchmarks", "gpu_check.sh")
+
+
+def _referenced(kind: str) -> list[str]:
+    """Repository paths ``tests/*.py`` or ``benchmarks/*.py`` (``kind``) the GPU check script names."""
+    with open(GPU_CHECK) as f:
+        text = f.read()
+    return sorted(set(re.findall(rf"\b({kind}/[\w./]+\.py)\b", text)))
+
+
+def test_gpu_check_script_parses_and_everything_it_runs_exists():
+    """The GPU check runs once per GPU session, unattended: a renamed test file, a script whose
+    arguments changed or a test module that no longer imports would waste that session."""
+    subprocess.run(["bash", "-n", GPU_CHECK], check=True)
+    tests, scripts = _referenced("tests"), _referenced("benchmarks")
+    assert {"tests/test_triton_gpu.py", "tests/test_cuda_build.py"} <= set(tests), tests
+    assert {"benchmarks/bench_gram.py", "benchmarks/tune_triton.py", "benchmarks/project_gpu_check.py"} <= set(scripts)
+    for path in tests + scripts + ["setup.py"]:
+        assert os.path.isfile(os.path.join(ROOT, path)), f"gpu_check.sh refers to a missing {path}"
+
+
+def test_gpu_check_scripts_accept_their_arguments():
+    """Every Python script the GPU check runs imports and parses its command line (``--help``)."""
+    for script in _referenced("benchmarks"):
+        res = subprocess.run([sys.executable, os.path.join(ROOT, script), "--help"], capture_output=True, text=True,
+                             timeout=300, cwd=ROOT)
+        assert res.returncode == 0 and "usage:" in res.stdout, f"{script}: {res.stderr[-2000:]}"
+    with open(GPU_CHECK) as f:
+        text = f.read()
+    for flag in re.findall(r"bench_gram\.py ((?:--[\w-]+ ?)+)", text):
+        for option in re.findall(r"--[\w-]+", flag):
+            assert option in subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_gram.py"),
+                                             "--help"], capture_output=True, text=True, timeout=300).stdout
+
+
+def test_gpu_check_test_files_collect():
+    """The GPU test files import and collect here (their tests then skip without a GPU), and the
+    ``gpu`` marker the script selects with is registered."""
+    tests = _referenced("tests")
+    res = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "gpu",
+                          "-p", "no:cacheprovider", *tests], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    collected = [line for line in res.stdout.splitlines() if "::" in line]
+    assert any(line.startswith("tests/test_cuda_build.py::") for line in collected)
+    assert any(line.startswith("tests/test_triton_gpu.py::") for line in collected)
 
 
 def test_tiling_search_smoke_run(tmp_path):

@@ -27,8 +27,8 @@ def rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:
 def unfold_gram64(x: torch.Tensor, k: int, stride: int, padding: int, groups: int = 1) -> torch.Tensor:
     """float64 reference on the GPU: explicit F.unfold then a GEMM per group."""
     p = torch.nn.functional.unfold(x.double(), k, padding=padding, stride=stride)  # [N, C*k*k, L]
-    n, ck, l = p.shape
-    p = p.transpose(1, 2).reshape(n * l, groups, ck // groups).transpose(0, 1)
+    n, ck, length = p.shape
+    p = p.transpose(1, 2).reshape(n * length, groups, ck // groups).transpose(0, 1)
     return p.transpose(1, 2) @ p
 
 

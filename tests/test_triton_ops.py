@@ -20,7 +20,6 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sap_kernels import ops
-from sap_kernels.ops import BackendUnavailable
 from sap_kernels.ops.dispatch import ENV_VAR, generic_request, select
 
 triton = pytest.importorskip("triton")

@@ -25,7 +25,7 @@ Two families, all under ``torch.ops.sap_kernels``:
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -37,6 +37,7 @@ from .gram import gram
 from .projection import check_projection, scaled_projection
 
 NAMESPACE = "sap_kernels"
+Decorator = Callable[[Callable[..., Any]], Any]
 
 
 def _padding(padding: Sequence[int], padding_mode: str) -> Padding:
@@ -52,7 +53,7 @@ def gram_(x: torch.Tensor, out: torch.Tensor, precision: str = "ieee", backend: 
 
 
 @gram_.register_fake
-def _gram_fake(x, out, precision="ieee", backend=None):
+def _gram_fake(x: torch.Tensor, out: torch.Tensor, precision: str = "ieee", backend: Optional[str] = None) -> None:
     return None
 
 
@@ -77,8 +78,9 @@ def conv_gram_(
 
 
 @conv_gram_.register_fake
-def _conv_gram_fake(x, out, kernel_size, stride, padding, padding_mode, dilation, groups,
-                    precision="ieee", backend=None):
+def _conv_gram_fake(x: torch.Tensor, out: torch.Tensor, kernel_size: list[int], stride: list[int],
+                    padding: list[int], padding_mode: str, dilation: list[int], groups: int,
+                    precision: str = "ieee", backend: Optional[str] = None) -> None:
     return None
 
 
@@ -97,7 +99,9 @@ def scaled_projection_op(
 
 
 @scaled_projection_op.register_fake
-def _scaled_projection_fake(weight, eigvals, eigvecs, alpha, wv=None, precision="ieee", backend=None):
+def _scaled_projection_fake(weight: torch.Tensor, eigvals: torch.Tensor, eigvecs: torch.Tensor, alpha: float,
+                            wv: Optional[torch.Tensor] = None, precision: str = "ieee",
+                            backend: Optional[str] = None) -> torch.Tensor:
     return torch.empty_like(weight)
 
 
@@ -105,7 +109,7 @@ def _register_triton_ops() -> bool:
     try:
         from torch.library import custom_op, triton_op, wrap_triton
 
-        from ..kernels.triton._common import interpreted
+        from ..kernels.triton._common import Launch, identity_launch, interpreted
         from ..kernels.triton.conv_gram import conv_gram_triton_launch
         from ..kernels.triton.gram import gram_triton_launch
         from ..kernels.triton.projection import scaled_projection_triton_launch
@@ -115,10 +119,10 @@ def _register_triton_ops() -> bool:
     if interpreted():
         # Interpreted kernels cannot run on fake tensors, so under TRITON_INTERPRET=1 the ops are
         # opaque custom ops with explicit fakes; compiled GPU code gets the traceable triton_op.
-        launch = lambda kernel: kernel  # noqa: E731
+        launch: Launch = identity_launch
 
-        def define(name: str, mutates: tuple, fake):
-            def deco(fn):
+        def define(name: str, mutates: tuple[str, ...], fake: Callable[..., Any]) -> Decorator:
+            def deco(fn: Callable[..., Any]) -> Any:
                 op = custom_op(f"{NAMESPACE}::{name}", mutates_args=mutates)(fn)
                 op.register_fake(fake)
                 return op
@@ -126,12 +130,13 @@ def _register_triton_ops() -> bool:
     else:
         launch = wrap_triton
 
-        def define(name: str, mutates: tuple, fake):
-            return triton_op(f"{NAMESPACE}::{name}", mutates_args=mutates)
+        def define(name: str, mutates: tuple[str, ...], fake: Callable[..., Any]) -> Decorator:
+            deco: Decorator = triton_op(f"{NAMESPACE}::{name}", mutates_args=mutates)
+            return deco
 
     global triton_gram_, triton_conv_gram_, triton_scaled_projection
 
-    def _no_result(*args, **kwargs):
+    def _no_result(*args: Any, **kwargs: Any) -> None:
         return None
 
     @define("triton_gram_", ("out",), _no_result)
@@ -159,7 +164,8 @@ def _register_triton_ops() -> bool:
         accumulator(x, (groups, geom.k_per_group, geom.k_per_group), out, "triton_conv_gram_")
         conv_gram_triton_launch(x, geom, out, precision, launch=launch)
 
-    def _projection_fake(weight, eigvals, eigvecs, alpha, wv=None, precision="ieee"):
+    def _projection_fake(weight: torch.Tensor, eigvals: torch.Tensor, eigvecs: torch.Tensor, alpha: float,
+                         wv: Optional[torch.Tensor] = None, precision: str = "ieee") -> torch.Tensor:
         return weight.new_empty(weight.shape, dtype=projection_dtype(weight.dtype, eigvecs.dtype))
 
     @define("triton_scaled_projection", (), _projection_fake)

@@ -1,7 +1,7 @@
 """``scaled_projection``: ``W V diag(lambda) V^T``, the SAP weight update."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Final, Optional
 
 import torch
 
@@ -9,7 +9,7 @@ from ..kernels.spec import Request, projection_dtype
 from ._checks import check_alpha, check_finite, check_precision, float_tensor, same_device, weight_shape
 from .dispatch import requested_backend, select
 
-OP = "scaled_projection"
+OP: Final = "scaled_projection"
 
 
 def check_projection(

@@ -83,9 +83,9 @@ def verdict(request: Request, backend: Backend, reference: Backend) -> Optional[
 
 
 def _device_key(device: torch.device) -> str:
-    if device.type == "cuda" and device.index is None:
-        return f"cuda:{torch.cuda.current_device()}"
-    return str(device)
+    """``"cuda:0"`` rather than ``"cuda"``: one verdict per physical device."""
+    key = str(device)
+    return f"cuda:{torch.cuda.current_device()}" if key == "cuda" else key
 
 
 def _measure(request: Request, backend: Backend, reference: Backend) -> Optional[str]:

@@ -28,7 +28,7 @@ def _kernels() -> _loader.CudaKernels:
     loaded = _loader.kernels()
     if isinstance(loaded, str):
         raise RuntimeError(loaded)
-    return loaded  # type: ignore[return-value]
+    return loaded
 
 
 def gram_cuda(x: torch.Tensor, out: torch.Tensor, *, precision: Precision = "ieee") -> None:

@@ -117,9 +117,9 @@ def runtime() -> _Runtime:
     return _runtime
 
 
-def _ptr(t: torch.Tensor) -> np.uint64:
+def _ptr(t: torch.Tensor) -> Any:
     """A device pointer as a kernel argument (8 bytes, like the ``T*`` parameter it fills)."""
-    return np.uint64(t.data_ptr())
+    return np.uint64(int(t.data_ptr()))
 
 
 def _kernel_dtype(t: torch.Tensor, op: str, name: str) -> str:

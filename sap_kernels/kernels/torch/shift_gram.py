@@ -60,7 +60,7 @@ def buffer_elements(geom: ConvGeometry) -> int:
     return geom.in_channels * hp * wp
 
 
-def _as_2d(geom: ConvGeometry) -> dict:
+def _as_2d(geom: ConvGeometry) -> dict[str, tuple[int, ...]]:
     """The geometry with a unit leading dim for 1-d convolutions."""
     lead = 2 - geom.nd
     return dict(
@@ -69,12 +69,12 @@ def _as_2d(geom: ConvGeometry) -> dict:
     )
 
 
-def _layout(g: dict) -> tuple[int, int]:
+def _layout(g: dict[str, tuple[int, ...]]) -> tuple[int, int]:
     """Height and width of the zero-padded input."""
-    return tuple(g["lo"][a] + g["inp"][a] + g["hi"][a] for a in range(2))
+    return g["lo"][0] + g["inp"][0] + g["hi"][0], g["lo"][1] + g["inp"][1] + g["hi"][1]
 
 
-def _missing(g: dict, axis: int) -> list[list[int]]:
+def _missing(g: dict[str, tuple[int, ...]], axis: int) -> list[list[int]]:
     """Per kernel offset along ``axis``, the interior coordinates outside its window."""
     lo, size, length = g["lo"][axis], g["inp"][axis], g["out"][axis]
     starts = [a * g["dil"][axis] for a in range(g["k"][axis])]
@@ -128,7 +128,7 @@ def shift_conv_gram_(out: torch.Tensor, x: torch.Tensor, geom: ConvGeometry) -> 
         view = flat.as_strided((n, count, c), (plane, step * c, 1), (guard + offset) * c)
         return view.reshape(n * count, c)
 
-    strip_sums: dict[tuple, torch.Tensor] = {}
+    strip_sums: dict[tuple[str, tuple[int, ...], int], torch.Tensor] = {}
 
     def strip(kind: str, where: tuple[int, ...], d: int) -> torch.Tensor:
         """Sum of ``x[q] x[q + d]^T`` over one row, one column or one position of every sample."""
@@ -146,7 +146,7 @@ def shift_conv_gram_(out: torch.Tensor, x: torch.Tensor, geom: ConvGeometry) -> 
     # Offset pairs p <= q grouped by |shift| (in flat positions): one S per group, and the strip
     # sums of a group are dropped before the next, so memory stays at a few [C, C] matrices.
     offsets = list(itertools.product(range(kh), range(kw)))
-    groups: dict[int, list] = {}
+    groups: dict[int, list[tuple[int, int, int, int, int]]] = {}
     for (p, (a, b)), (q, (a2, b2)) in itertools.combinations_with_replacement(list(enumerate(offsets)), 2):
         d = (a2 - a) * dh * wp + (b2 - b) * dw
         groups.setdefault(abs(d), []).append((p, q, a, b, d))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
 import triton
@@ -146,7 +146,7 @@ class GramPlan:
     def n_tiles(self) -> int:
         return int(self.tiles.shape[0])
 
-    def kernel_options(self, x_dtype: torch.dtype) -> dict:
+    def kernel_options(self, x_dtype: torch.dtype) -> dict[str, Any]:
         """The constexprs and launch options both Gram kernels take from the plan."""
         return dict(
             BLOCK_K=self.block_k, BLOCK_M=self.block_m, CAST=self.cast, PRECISION=self.precision,
@@ -243,7 +243,11 @@ def reduce_splits(ws: torch.Tensor, tiles: torch.Tensor, out: torch.Tensor, bloc
     )
 
 
-def identity_launch(kernel):
+# Wraps a kernel before launch: ``torch.library.wrap_triton`` inside a ``triton_op``, else identity.
+Launch = Callable[[Any], Any]
+
+
+def identity_launch(kernel: Any) -> Any:
     return kernel
 
 

@@ -12,7 +12,7 @@ input strides are taken as they are, so channels_last inputs need no copy.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Optional
 
 import torch
 import triton
@@ -114,7 +114,7 @@ def _conv_gram_kernel(
                      stride_dr, stride_dc, BLOCK_K)
 
 
-def _as_3d(x: torch.Tensor, geom: ConvGeometry) -> tuple[torch.Tensor, dict]:
+def _as_3d(x: torch.Tensor, geom: ConvGeometry) -> tuple[torch.Tensor, dict[str, Any]]:
     """View ``x`` as ``[N, C, D, H, W]`` (unit leading spatial dims for 1d/2d) and the geometry
     padded the same way; strides are kept, so no data moves."""
     lead = 3 - geom.nd
@@ -142,7 +142,7 @@ def conv_gram_triton_launch(
     splits: Optional[int] = None,
     num_warps: Optional[int] = None,
     num_stages: Optional[int] = None,
-    launch: Callable = C.identity_launch,
+    launch: C.Launch = C.identity_launch,
 ) -> None:
     """``out[g] += P_g^T P_g`` with the Triton kernels.
 

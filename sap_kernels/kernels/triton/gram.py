@@ -9,7 +9,7 @@ the result is the same bits on every run (no float atomics). Work: about half of
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import triton
@@ -72,7 +72,7 @@ def gram_triton_launch(
     splits: Optional[int] = None,
     num_warps: Optional[int] = None,
     num_stages: Optional[int] = None,
-    launch: Callable = C.identity_launch,
+    launch: C.Launch = C.identity_launch,
 ) -> None:
     """``out += x^T x`` with the Triton kernels.
 

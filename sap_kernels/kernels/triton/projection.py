@@ -16,7 +16,7 @@ One batched kernel, ``C[b] = (A[b] * lambda[b]) @ B[b]`` with optional scaling, 
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import triton
@@ -91,7 +91,7 @@ def scaled_mm(
     eigvals: Optional[torch.Tensor],
     alpha: float,
     precision: str = "ieee",
-    launch: Callable = C.identity_launch,
+    launch: C.Launch = C.identity_launch,
 ) -> torch.Tensor:
     """``(a * lambda(eigvals, alpha)) @ bmat`` batched; no scaling when ``eigvals`` is None or
     ``alpha`` is inf.
@@ -108,7 +108,7 @@ def scaled_mm(
     if out.numel() == 0:
         return out
     scale = eigvals is not None and not math.isinf(alpha)
-    e = eigvals if scale else a.new_zeros((1, 1))
+    e = eigvals if (scale and eigvals is not None) else a.new_zeros((1, 1))
     br, bc, bi = _blocks(rows, cols, inner, a.device)
     cast, prec = C.dot_mode(a.dtype, precision)
     grid = (triton.cdiv(rows, br), triton.cdiv(cols, bc), bsz)
@@ -139,7 +139,7 @@ def scaled_projection_triton_launch(
     alpha: float,
     wv: Optional[torch.Tensor] = None,
     precision: str = "ieee",
-    launch: Callable = C.identity_launch,
+    launch: C.Launch = C.identity_launch,
 ) -> torch.Tensor:
     """``W V diag(lambda) V^T`` with the Triton kernel.
 
@@ -165,7 +165,7 @@ def scaled_projection_triton_launch(
 
 
 def weight_times_eigvecs(
-    weight: torch.Tensor, eigvecs: torch.Tensor, precision: str = "ieee", launch: Callable = C.identity_launch
+    weight: torch.Tensor, eigvecs: torch.Tensor, precision: str = "ieee", launch: C.Launch = C.identity_launch
 ) -> torch.Tensor:
     """``T = W V`` ``[..., out, K]`` (compute dtype), to pass as ``wv=`` across an alpha sweep."""
     C.check_precision(precision)
