@@ -21,8 +21,8 @@ multiply-adds, the full product), per group; a syrk-style kernel that computes o
 tiles therefore shows up to 2x the "achieved" rate of the work it really does.
 
 ``--smoke`` runs tiny shapes on CPU (torch backend, and the Triton interpreter) so the script
-itself can be tested without a GPU. The table is printed and a CSV written to ``--out`` (a file,
-or a directory that gets ``bench_gram.csv``; default ``$OUT`` if set, else the current directory).
+itself can be tested without a GPU. The table is printed; a CSV is written only where asked:
+``--out`` (a file, or a directory that gets ``bench_gram.csv``) or, without it, ``$OUT`` if set.
 """
 from __future__ import annotations
 
@@ -324,7 +324,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on CPU (tests the script)")
     ap.add_argument("--smoke-layers", type=int, default=3, help="layers per model in --smoke")
-    ap.add_argument("--out", default=os.environ.get("OUT") or ".", help="CSV file or directory")
+    ap.add_argument("--out", default=os.environ.get("OUT") or None,
+                    help="CSV file or directory (default: $OUT when set, else no CSV is written)")
     ap.add_argument("--mem-fraction", type=float, default=0.3,
                     help="GPU memory share for the largest layer's im2col matrix (sets the batch)")
     ap.add_argument("--skip-projection", action="store_true")
@@ -358,6 +359,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     print_table(rows, header)
     path = args.out
+    if path is None:
+        return 0
     if os.path.isdir(path) or path.endswith(os.sep):
         os.makedirs(path, exist_ok=True)
         path = os.path.join(path, "bench_gram.csv")

@@ -21,7 +21,6 @@ import torch
 from sap_kernels.demo.experiment import ExperimentConfig, make_noisy_digits, run_experiment, train_clean
 from sap_kernels.demo.noise import NOISE_TYPES
 from sap_kernels.demo.report import format_summary
-from sap_kernels.demo.train import TrainConfig
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

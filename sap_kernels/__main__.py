@@ -25,7 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per subcommand."""
     parser = argparse.ArgumentParser(
-        prog="python -m sap_kernels",
+        prog="sap-kernels",
         description="Scaled Activation Projection (SAP): one-shot repair of models trained on noisy labels.",
     )
     sub = parser.add_subparsers(dest="command", metavar="<command>")

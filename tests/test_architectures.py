@@ -16,12 +16,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from reference import layer_rows
+from reference_attention import capture_attention
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import sap_kernels
-from reference import layer_rows
-from reference_attention import capture_attention
 
 ALPHA = 1e3
 TOL = 1e-4

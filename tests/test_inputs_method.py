@@ -10,11 +10,11 @@ import threading
 
 import pytest
 import torch
+from reference import layer_rows, sap_weight
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import sap_kernels
-from reference import layer_rows, sap_weight
 
 
 def loader(x, y, bs=64, shuffle=False):

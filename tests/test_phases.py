@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from models import PROJECTED, MixedNet
+from reference import reference_project
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import sap_kernels
-from models import PROJECTED, MixedNet
-from reference import reference_project
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,12 +5,12 @@ import math
 
 import pytest
 import torch
+from models import PROJECTED, MixedNet
+from reference import reference_project
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import sap_kernels
-from models import PROJECTED, MixedNet
-from reference import reference_project
 
 
 def loader(x, y, bs=16, shuffle=False):

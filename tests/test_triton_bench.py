@@ -42,12 +42,16 @@ def test_layer_tables_match_torchvision():
     assert sorted(map(repr, _conv_inputs(r18, 32))) == sorted(repr(s) for _, s in bench_gram.resnet18_cifar())
 
 
-def test_smoke_run_writes_csv(tmp_path):
-    env = dict(os.environ, OUT=str(tmp_path))
+def test_smoke_run_writes_csv_where_told_and_nowhere_else(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OUT"}
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
     res = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_gram.py"), "--smoke",
-                          "--smoke-layers", "2"], env=env, capture_output=True, text=True, timeout=600)
+                          "--smoke-layers", "2", "--out", str(tmp_path / "table.csv")], env=env, cwd=cwd,
+                         capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
-    with open(tmp_path / "bench_gram.csv") as f:
+    assert list(cwd.iterdir()) == []
+    with open(tmp_path / "table.csv") as f:
         header = f.readline()
         rows = list(csv.DictReader(f))
     assert header.startswith("# device:")

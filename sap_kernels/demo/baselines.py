@@ -16,6 +16,7 @@ def finetune_on_trusted(
     y_trusted: torch.Tensor,
     config: TrainConfig,
     seed: int,
+    progress: str | None = None,
 ) -> nn.Module:
     """Fine-tune a copy of the vanilla ``model`` on the trusted samples only.
 
@@ -28,7 +29,7 @@ def finetune_on_trusted(
     Returns:
         the fine-tuned copy, in eval mode.
     """
-    return train(copy.deepcopy(model), x_trusted, y_trusted, config, seed)
+    return train(copy.deepcopy(model), x_trusted, y_trusted, config, seed, progress)
 
 
 def retrain_on_clean(
@@ -39,6 +40,7 @@ def retrain_on_clean(
     *,
     num_classes: int = 10,
     width: int = 32,
+    progress: str | None = None,
 ) -> nn.Module:
     """Train a fresh model with the vanilla recipe on the clean labels: the upper bound.
 
@@ -47,4 +49,4 @@ def retrain_on_clean(
         config: the same recipe as the vanilla model.
         seed: seeds the initialisation and the batch order.
     """
-    return train(make_model(seed, num_classes, width), x, y_clean, config, seed)
+    return train(make_model(seed, num_classes, width), x, y_clean, config, seed, progress)

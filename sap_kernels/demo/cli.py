@@ -23,16 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="symmetric: to a random other class; asymmetric: c -> c+1 (default %(default)s)")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="default %(default)s")
     parser.add_argument("--n-trusted", type=int, default=DEFAULTS.n_trusted,
-                        help="lowest-loss training samples SAP uses (default %(default)s)")
+                        help="lowest-loss training samples SAP uses (default: project()'s, a quarter of "
+                             "the training set here)")
     parser.add_argument("--class-balanced", action=argparse.BooleanOptionalAction,
                         default=DEFAULTS.class_balanced,
-                        help="pick the trusted samples per class (default %(default)s)")
+                        help="pick the trusted samples per class (default: project()'s, per class)")
     parser.add_argument("--epochs", type=int, default=DEFAULTS.train.epochs,
                         help="training epochs of the vanilla and clean models (default %(default)s)")
     parser.add_argument("--alphas", type=float, nargs="+", default=None,
                         help="alpha grid for SAP (default: sap_kernels.project's grid)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: leave torch's setting)")
+                        help="torch CPU threads (default: torch's setting, printed at the start; on a "
+                             "loaded 2-core machine 1 thread ran 2x faster than 2)")
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
@@ -61,11 +63,11 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"Training a small CNN on scikit-learn digits with {config.noise_rate:.0%} "
         f"{config.noise_type} label noise, then repairing it with SAP "
-        f"({torch.get_num_threads()} CPU threads)...",
+        f"({torch.get_num_threads()} CPU threads; --threads N to change)...",
         flush=True,
     )
     start = time.perf_counter()
-    result = run_experiment(config, progress=False)
+    result = run_experiment(config, progress=True)
     print()
     print(format_single(result))
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items() if k != "data")

@@ -22,16 +22,17 @@ class ExperimentConfig:
     """Everything one run depends on.
 
     ``seed`` fixes the split, the noise (training and validation labels get independent noise
-    of the same kind and rate), the model initialisation and the batch order. ``alphas=None``
-    uses :func:`sap_kernels.project`'s default grid. The retrain-on-clean model depends only on
-    ``seed``, ``train`` and ``width``, so it can be shared between noise settings.
+    of the same kind and rate), the model initialisation and the batch order. ``alphas=None``,
+    ``n_trusted=None`` and ``class_balanced=None`` use :func:`sap_kernels.project`'s defaults.
+    The retrain-on-clean model depends only on ``seed``, ``train`` and ``width``, so it can be
+    shared between noise settings.
     """
 
     noise_rate: float = 0.25
     noise_type: NoiseType = "symmetric"
     seed: int = 0
-    n_trusted: int = 300
-    class_balanced: bool = True
+    n_trusted: int | None = None
+    class_balanced: bool | None = None
     alphas: tuple[float, ...] | None = None
     width: int = 32
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -50,11 +51,14 @@ class NoisyDigits:
 
 @dataclass
 class ExperimentResult:
-    """Test accuracies in ``[0, 1]`` keyed ``vanilla``, ``sap``, ``finetune``, ``retrain``.
+    """Test accuracies in ``[0, 1]`` keyed ``vanilla``, ``sap`` (alpha chosen on the noisy
+    validation split), ``sap_default`` (the plain call ``project(model, train_loader)``, no
+    validation data), ``finetune``, ``retrain``.
 
-    ``alpha`` is the alpha SAP chose (``math.inf``: model left unchanged); ``val_scores`` maps
-    each alpha tried to its accuracy on the noisy validation split; ``noise_rate`` is the
-    actual share of flipped training labels; ``seconds`` times each stage.
+    ``alpha``/``alpha_default`` are the alphas the two SAP calls chose (``math.inf``: model left
+    unchanged); ``val_scores`` maps each alpha tried to its accuracy on the noisy validation
+    split; ``noise_rate`` is the actual share of flipped training labels; ``seconds`` times
+    each stage.
     """
 
     config: ExperimentConfig
@@ -63,6 +67,7 @@ class ExperimentResult:
     val_scores: dict[float, float]
     noise_rate: float
     seconds: dict[str, float]
+    alpha_default: float = math.nan
 
     @property
     def gap_closed(self) -> float:
@@ -70,10 +75,10 @@ class ExperimentResult:
         return gap_closed(self.accuracies)
 
 
-def gap_closed(acc: dict[str, float]) -> float:
-    """Share of the vanilla -> retrain gap closed by SAP; ``nan`` when there is no gap."""
+def gap_closed(acc: dict[str, float], key: str = "sap") -> float:
+    """Share of the vanilla -> retrain gap closed by ``acc[key]``; ``nan`` when there is no gap."""
     gap = acc["retrain"] - acc["vanilla"]
-    return (acc["sap"] - acc["vanilla"]) / gap if gap > 0 else math.nan
+    return (acc[key] - acc["vanilla"]) / gap if gap > 0 else math.nan
 
 
 def make_noisy_digits(config: ExperimentConfig) -> NoisyDigits:
@@ -89,30 +94,35 @@ def make_noisy_digits(config: ExperimentConfig) -> NoisyDigits:
     return NoisyDigits(splits, train_noise, val_noise)
 
 
-def train_vanilla(data: NoisyDigits, config: ExperimentConfig) -> nn.Module:
+def train_vanilla(data: NoisyDigits, config: ExperimentConfig, progress: bool = False) -> nn.Module:
     """Train a fresh model on the noisy training labels (the model SAP repairs)."""
     model = make_model(config.seed, NUM_CLASSES, config.width)
-    return train(model, data.splits.x_train, data.train_noise.labels, config.train, config.seed)
+    return train(model, data.splits.x_train, data.train_noise.labels, config.train, config.seed,
+                 "training on noisy labels" if progress else None)
 
 
-def train_clean(data: NoisyDigits, config: ExperimentConfig) -> nn.Module:
+def train_clean(data: NoisyDigits, config: ExperimentConfig, progress: bool = False) -> nn.Module:
     """The retrain-on-clean upper bound: same recipe and seed, true labels."""
     s = data.splits
     return retrain_on_clean(
-        s.x_train, s.y_train, config.train, config.seed, num_classes=NUM_CLASSES, width=config.width
+        s.x_train, s.y_train, config.train, config.seed, num_classes=NUM_CLASSES, width=config.width,
+        progress="retraining on clean labels" if progress else None
     )
 
 
-def apply_sap(model: nn.Module, data: NoisyDigits, config: ExperimentConfig, *, progress: bool = False):
-    """Run :func:`sap_kernels.project` on the noisy training set, alpha chosen on noisy val.
+def apply_sap(model: nn.Module, data: NoisyDigits, config: ExperimentConfig, *, progress: bool = False,
+              with_val: bool = True):
+    """Run :func:`sap_kernels.project` on the noisy training set, alpha chosen on the noisy
+    validation split (``with_val``) or, as a new user calls it, without validation data.
 
     Returns the ``SAPResult``; ``model`` is not modified.
     """
     s = data.splits
+    val = tensor_loader(s.x_val, data.val_noise.labels, config.loader_batch_size) if with_val else None
     return sap_kernels.project(
         model,
         tensor_loader(s.x_train, data.train_noise.labels, config.loader_batch_size),
-        val_loader=tensor_loader(s.x_val, data.val_noise.labels, config.loader_batch_size),
+        val_loader=val,
         alphas=None if config.alphas is None else list(config.alphas),
         n_trusted=config.n_trusted,
         class_balanced=config.class_balanced,
@@ -146,21 +156,24 @@ def run_experiment(
 
     data = timed("data", lambda: make_noisy_digits(config))
     s = data.splits
-    vanilla = timed("vanilla", lambda: train_vanilla(data, config))
+    vanilla = timed("vanilla", lambda: train_vanilla(data, config, progress))
     sap = timed("sap", lambda: apply_sap(vanilla, data, config, progress=progress))
-    acc = {"vanilla": accuracy(vanilla, s.x_test, s.y_test), "sap": accuracy(sap.model, s.x_test, s.y_test)}
+    plain = timed("sap_default", lambda: apply_sap(vanilla, data, config, progress=progress, with_val=False))
+    acc = {"vanilla": accuracy(vanilla, s.x_test, s.y_test), "sap": accuracy(sap.model, s.x_test, s.y_test),
+           "sap_default": accuracy(plain.model, s.x_test, s.y_test)}
     if with_finetune:
         idx = torch.as_tensor(sap.trusted_indices, dtype=torch.long)
         tuned = timed(
             "finetune",
             lambda: finetune_on_trusted(
-                vanilla, s.x_train[idx], data.train_noise.labels[idx], config.finetune, config.seed
+                vanilla, s.x_train[idx], data.train_noise.labels[idx], config.finetune, config.seed,
+                progress="fine-tuning on trusted samples" if progress else None,
             ),
         )
         acc["finetune"] = accuracy(tuned, s.x_test, s.y_test)
     if clean_model is None:
-        clean_model = timed("retrain", lambda: train_clean(data, config))
+        clean_model = timed("retrain", lambda: train_clean(data, config, progress))
     acc["retrain"] = accuracy(clean_model, s.x_test, s.y_test)
     return ExperimentResult(
-        config, acc, float(sap.alpha), dict(sap.scores), data.train_noise.rate, seconds
+        config, acc, float(sap.alpha), dict(sap.scores), data.train_noise.rate, seconds, float(plain.alpha)
     )

@@ -5,11 +5,12 @@ import math
 import statistics
 from typing import Sequence
 
-from .experiment import ExperimentResult, gap_closed
+from .experiment import ExperimentConfig, ExperimentResult, gap_closed
 
 METHODS: tuple[tuple[str, str], ...] = (
     ("vanilla", "vanilla (trained on noisy labels)"),
-    ("sap", "SAP"),
+    ("sap_default", "SAP, no validation data"),
+    ("sap", "SAP, alpha on noisy validation"),
     ("finetune", "finetune-on-trusted"),
     ("retrain", "retrain-on-clean (upper bound)"),
 )
@@ -19,28 +20,36 @@ def _alpha_text(alpha: float) -> str:
     return "inf (unchanged)" if math.isinf(alpha) else f"{alpha:.4g}"
 
 
+def _trusted_text(c: ExperimentConfig) -> str:
+    n = "default" if c.n_trusted is None else str(c.n_trusted)
+    balanced = {None: " (class balance: default)", True: " class-balanced", False: ""}[c.class_balanced]
+    return f"n_trusted {n}{balanced}"
+
+
+def _gap_text(closed: float) -> str:
+    return "n/a (no gap)" if math.isnan(closed) else f"{100 * closed:.0f}%"
+
+
 def format_single(result: ExperimentResult) -> str:
-    """Test accuracy of each method for one seed, and the share of the gap SAP closed."""
+    """Test accuracy of each method for one seed, and the share of the gap each SAP call closed."""
     c = result.config
     lines = [
         f"digits, {c.noise_type} noise {c.noise_rate:.0%} (actual {result.noise_rate:.1%} of "
-        f"training labels), seed {c.seed}, n_trusted {c.n_trusted}"
-        + (" (class-balanced)" if c.class_balanced else ""),
+        f"training labels), seed {c.seed}, {_trusted_text(c)}",
         "",
-        f"{'method':<36}{'test accuracy':>14}",
+        f"{'method':<52}{'test accuracy':>14}",
     ]
+    alphas = {"sap": result.alpha, "sap_default": result.alpha_default}
     for key, name in METHODS:
         if key not in result.accuracies:
             continue
-        label = f"{name} (alpha {_alpha_text(result.alpha)})" if key == "sap" else name
-        lines.append(f"{label:<36}{100 * result.accuracies[key]:>13.1f}%")
-    closed = result.gap_closed
+        label = f"{name} (alpha {_alpha_text(alphas[key])})" if key in alphas else name
+        lines.append(f"{label:<52}{100 * result.accuracies[key]:>13.1f}%")
     lines.append("")
-    lines.append(
-        "SAP closed "
-        + ("n/a (no gap)" if math.isnan(closed) else f"{100 * closed:.0f}%")
-        + " of the vanilla -> retrain-on-clean gap"
-    )
+    for key, name in (("sap_default", "SAP without validation data"), ("sap", "SAP with noisy validation")):
+        if key in result.accuracies:
+            lines.append(f"{name} closed {_gap_text(gap_closed(result.accuracies, key))} of the vanilla -> "
+                         "retrain-on-clean gap")
     return "\n".join(lines)
 
 
@@ -51,31 +60,29 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def format_summary(results: Sequence[ExperimentResult]) -> str:
-    """One row per method: test accuracy mean ± std (in %) over the given seeds.
-
-    All results should share every setting but the seed.
-    """
+    """One row per method: test accuracy mean ± std (in %) over the given seeds (the ± omitted
+    for a single seed). All results should share every setting but the seed."""
     if not results:
         raise ValueError("no results to summarise")
     c = results[0].config
+    several = len(results) > 1
     seeds = ", ".join(str(r.config.seed) for r in results)
     rates = mean_std([r.noise_rate for r in results])[0]
     lines = [
-        f"digits, {c.noise_type} noise {c.noise_rate:.0%} (actual {rates:.1%}), seeds [{seeds}], "
-        f"n_trusted {c.n_trusted}" + (" class-balanced" if c.class_balanced else ""),
-        f"{'method':<34}{'test accuracy (mean ± std)':>28}",
+        f"digits, {c.noise_type} noise {c.noise_rate:.0%} (actual {rates:.1%}), seeds [{seeds}], {_trusted_text(c)}",
+        f"{'method':<34}{'test accuracy' + (' (mean ± std)' if several else ''):>28}",
     ]
     for key, name in METHODS:
         if not all(key in r.accuracies for r in results):
             continue
         m, s = mean_std([100 * r.accuracies[key] for r in results])
-        lines.append(f"{name:<34}{m:>20.2f} ± {s:.2f}")
-    alphas = ", ".join(_alpha_text(r.alpha) for r in results)
-    gm, gs = mean_std([gap_closed(r.accuracies) for r in results])
-    mean_acc = {k: mean_std([r.accuracies[k] for r in results])[0] for k in ("vanilla", "sap", "retrain")}
-    lines.append(f"alpha chosen on noisy validation: {alphas}")
-    lines.append(
-        f"gap closed by SAP: {100 * gap_closed(mean_acc):.0f}% of the mean gap "
-        f"(per seed {100 * gm:.0f} ± {100 * gs:.0f}%)"
-    )
+        lines.append(f"{name:<34}{m:>20.2f}" + (f" ± {s:.2f}" if several else ""))
+    lines.append("alpha, noisy validation: " + ", ".join(_alpha_text(r.alpha) for r in results))
+    lines.append("alpha, no validation data: " + ", ".join(_alpha_text(r.alpha_default) for r in results))
+    for key, name in (("sap_default", "SAP without validation data"), ("sap", "SAP with noisy validation")):
+        keys = ("vanilla", key, "retrain")
+        mean_acc = {k: mean_std([r.accuracies[k] for r in results])[0] for k in keys}
+        per_seed = mean_std([gap_closed(r.accuracies, key) for r in results])
+        spread = f" (per seed {100 * per_seed[0]:.0f} ± {100 * per_seed[1]:.0f}%)" if several else ""
+        lines.append(f"gap closed by {name}: {_gap_text(gap_closed(mean_acc, key))} of the mean gap{spread}")
     return "\n".join(lines)

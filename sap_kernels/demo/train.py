@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ class TrainConfig:
 
 
 def train(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, seed: int
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, seed: int,
+    progress: str | None = None,
 ) -> nn.Module:
     """Train ``model`` in place and return it (left in eval mode).
 
@@ -33,6 +35,7 @@ def train(
         config: the recipe.
         seed: seeds the batch order; with the same model initialisation the run is repeatable
             (CPU, same thread count).
+        progress: a label for a tqdm bar over the epochs, or None for no bar.
     """
     if config.epochs < 0 or config.batch_size < 1:
         raise ValueError(f"bad training config {config}")
@@ -41,7 +44,7 @@ def train(
     steps_per_epoch = -(-len(y) // config.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, config.epochs * steps_per_epoch))
     model.train()
-    for _ in range(config.epochs):
+    for _ in tqdm(range(config.epochs), desc=progress, disable=progress is None, leave=False, unit="epoch"):
         order = torch.randperm(len(y), generator=g)
         for start in range(0, len(y), config.batch_size):
             idx = order[start : start + config.batch_size]

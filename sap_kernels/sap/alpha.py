@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence, Union
 
-import torch
 from torch import nn
 
 from . import batches

@@ -9,7 +9,6 @@ checked (and restored if the write itself fails).
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
@@ -24,9 +23,9 @@ from .guards import eval_modes
 from .layers import Selector, discover
 from .objective import PerSample
 from .result import LayerReport, SAPResult
+from .samples import SampleSet
 from .settings import Settings, settings
 from .spectra import Spectra
-from .samples import SampleSet
 from .statistics import Statistics
 from .trusted import TrustedSet, check_loader, known_size, select_trusted
 from .wrappers import working_copy
