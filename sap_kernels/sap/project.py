@@ -10,11 +10,12 @@ checked (and restored if the write itself fails).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
+from . import batches
 from .alpha import MEMORISED_SCORE, AlphaChoice, choose_alpha
 from .apply import Projector, projectors_from_spectra, projectors_from_statistics, write_all
 from .capture import GramCollector
@@ -55,7 +56,7 @@ def _trusted_and_statistics(target: nn.Module, loader: Iterable, s: Settings, ne
     if every and not needs_data and not s.skip_head:
         disc = discover(target, kw["layers"], kw["skip"])
         with GramCollector(disc.units, backend=s.backend) as collector:
-            trusted = select_trusted(target, loader, **trust)
+            trusted = select_trusted(target, _with_row_masks(loader, collector, kw), **trust)
         if len(trusted) == trusted.n_seen:
             return trusted, statistics_of(collector, disc, None, len(trusted), trusted.indices, trusted.notices)
     else:
@@ -63,6 +64,20 @@ def _trusted_and_statistics(target: nn.Module, loader: Iterable, s: Settings, ne
     stats = collect(target, trusted, layers=kw["layers"], skip=kw["skip"], skip_head=s.skip_head,
                     batch_size=s.batch_size, backend=s.backend, row_mask=kw["row_mask"], progress=s.progress)
     return trusted, stats
+
+
+def _with_row_masks(loader: Iterable[Any], collector: GramCollector, kw: dict[str, Any]) -> Iterator[Any]:
+    """``loader``'s batches as they are, setting ``collector.row_mask`` for each before the model
+    sees it: on the one-pass route the Grams fill while ``select_trusted`` runs the batches, so
+    padding rows must be masked there as ``collect`` masks them."""
+    split, mask_fn = batches.make_splitter(**kw["split"]), kw["row_mask"]
+    for batch in loader:
+        try:
+            inputs = split(batch)[0]
+        except (TypeError, ValueError, KeyError):
+            inputs = None  # select_trusted reports this batch's error itself
+        collector.row_mask = None if mask_fn is None or inputs is None else mask_fn(inputs)
+        yield batch
 
 
 def _choose(target: nn.Module, spectra: Spectra, trusted: TrustedSet, val_loader: Optional[Iterable], s: Settings,
