@@ -77,7 +77,7 @@ def load_digits_splits(
 
 def tensor_loader(
     x: torch.Tensor, y: torch.Tensor, batch_size: int = 256
-) -> torch.utils.data.DataLoader:
+) -> torch.utils.data.DataLoader[tuple[torch.Tensor, ...]]:
     """A re-iterable, unshuffled loader of ``(x[B, ...], y[B])`` batches in sample order.
 
     Sample order matters: :func:`sap_kernels.project` reports trusted samples as indices into it.

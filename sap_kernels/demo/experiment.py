@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable, TypeVar
 
 import torch
 from torch import nn
@@ -15,6 +16,8 @@ from .data import NUM_CLASSES, DigitsSplits, load_digits_splits, tensor_loader
 from .models import make_model
 from .noise import NoiseType, NoisyLabels, add_label_noise
 from .train import TrainConfig, accuracy, train
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def train_clean(data: NoisyDigits, config: ExperimentConfig, progress: bool = Fa
 
 
 def apply_sap(model: nn.Module, data: NoisyDigits, config: ExperimentConfig, *, progress: bool = False,
-              with_val: bool = True):
+              with_val: bool = True) -> sap_kernels.SAPResult:
     """Run :func:`sap_kernels.project` on the noisy training set, alpha chosen on the noisy
     validation split (``with_val``) or, as a new user calls it, without validation data.
 
@@ -148,7 +151,7 @@ def run_experiment(
     """
     seconds: dict[str, float] = {}
 
-    def timed(name, fn):
+    def timed(name: str, fn: Callable[[], _T]) -> _T:
         t0 = time.perf_counter()
         out = fn()
         seconds[name] = time.perf_counter() - t0

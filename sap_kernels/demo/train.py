@@ -52,7 +52,7 @@ def train(
                 continue
             loss = F.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.autograd.backward(loss)  # loss.backward(), which torch leaves untyped
             opt.step()
             sched.step()
     model.eval()

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
+import torch
 from torch import nn
 
 from . import batches
@@ -93,7 +94,7 @@ PLATEAU_FLOOR = 0.2
 PLATEAU_WINDOW = 2
 
 
-def _data(val_loader: Union[Iterable, SampleSet], split: batches.Splitter) -> Iterable:
+def _data(val_loader: Union[Iterable[Any], SampleSet], split: batches.Splitter) -> Iterable[tuple[Any, torch.Tensor]]:
     if isinstance(val_loader, SampleSet):
         return val_loader
     check_loader(val_loader, "val_loader")
@@ -103,7 +104,7 @@ def _data(val_loader: Union[Iterable, SampleSet], split: batches.Splitter) -> It
 def choose_alpha(
     model: nn.Module,
     spectra: Spectra,
-    val_loader: Union[Iterable, SampleSet],
+    val_loader: Union[Iterable[Any], SampleSet],
     *,
     alphas: Optional[Sequence[float]] = None,
     memorised: Union[bool, str] = False,

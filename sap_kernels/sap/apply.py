@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from ..ops.scales import check_alpha
-from .params import weight_access
+from .params import WeightAccess, weight_access
 from .spectra import Spectra, decompose_stream, stream_names
+from .spectrum import Spectrum
 from .statistics import Statistics, StreamStats
 from .targets import Target
 from .weights import EigenProjector, Projector, SolveProjector
@@ -39,7 +40,7 @@ def strict_alpha(alpha: object, name: str = "alpha") -> float:
         raise type(exc)(str(exc).replace("alpha", name, 1)) from None
 
 
-def _access(model: nn.Module, t: Target):  # noqa: ANN202 - WeightAccess
+def _access(model: nn.Module, t: Target) -> WeightAccess:
     try:
         module = t.module(model)
     except AttributeError:
@@ -76,10 +77,11 @@ def projectors_from_spectra(model: nn.Module, spectra: Spectra, backend: Optiona
 
 
 def projectors_from_statistics(model: nn.Module, stats: Statistics, alpha: float, solver: str = "auto",
-                               backend: Optional[str] = None, eig_dtype: Optional[torch.dtype] = None) -> list[Projector]:
+                               backend: Optional[str] = None,
+                               eig_dtype: Optional[torch.dtype] = None) -> list[Projector]:
     """Fixed-alpha projectors: the Cholesky route per Gram (``solver != "eigh"``), else spectra."""
     out: list[Projector] = []
-    spectra: dict[str, object] = {}
+    spectra: dict[str, Spectrum] = {}
     for t in stats.targets:
         s = stats.streams[t.stream]
         gram = _solve_gram(s) if solver != "eigh" and not math.isinf(alpha) else None
@@ -91,7 +93,7 @@ def projectors_from_statistics(model: nn.Module, stats: Statistics, alpha: float
             continue
         if t.stream not in spectra:
             spectra[t.stream] = decompose_stream(s, stream_names(stats.targets, t.stream), eig_dtype)
-        out.append(EigenProjector(t, _access(model, t), spectra[t.stream], backend))  # type: ignore[arg-type]
+        out.append(EigenProjector(t, _access(model, t), spectra[t.stream], backend))
     return out
 
 

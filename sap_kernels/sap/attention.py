@@ -23,13 +23,18 @@ that the same code path runs whatever the inputs.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
 from .targets import StreamSpec, Target
+
+if TYPE_CHECKING:
+    from .capture import GramCollector
+    from .layers import Handle
 
 _QKV = ("query", "key", "value")
 
@@ -60,7 +65,7 @@ class AttentionUnit:
         self.name, self.module = name, module
         self.path = "" if name == "<root>" else name
         self.shared = True  # every call so far had query is key is value
-        self._real_out: list[nn.Module] = []
+        self._real_out: list[NonDynamicallyQuantizableLinear] = []
 
     @property
     def packed(self) -> bool:
@@ -74,8 +79,9 @@ class AttentionUnit:
         return [StreamSpec(self.key("q"), 1, m.embed_dim), StreamSpec(self.key("k"), 1, m.kdim),
                 StreamSpec(self.key("v"), 1, m.vdim), StreamSpec(self.key("out"), 1, m.embed_dim)]
 
-    def _target(self, name: str, param: str, rows: Any, k: int, stream: str, kind: str, out_proj: bool = False) -> Target:
-        owner = self.module.out_proj if out_proj else self.module
+    def _target(self, name: str, param: str, rows: Optional[tuple[int, int]], k: int, stream: str, kind: str,
+                out_proj: bool = False) -> Target:
+        owner: nn.Module = self.module.out_proj if out_proj else self.module
         path = (f"{self.path}.out_proj" if self.path else "out_proj") if out_proj else self.path
         return Target(name, path, param, rows, 1, k, stream, kind, self.name, tuple(getattr(owner, param).shape))
 
@@ -101,19 +107,17 @@ class AttentionUnit:
             self.module.out_proj = self._real_out[0]
             self._real_out.clear()
 
-    def install(self, collector: Any) -> list:
+    def install(self, collector: GramCollector) -> list[Handle]:
         self.shared = True
-        handles: list = [_Restore(self)]
+        handles: list[Handle] = [_Restore(self)]
         handles.append(self.module.register_forward_pre_hook(partial(self._pre_hook, collector=collector),
                                                              with_kwargs=True))
         handles.append(self.module.register_forward_hook(partial(self._post_hook, collector=collector)))
         return handles
 
-    def _pre_hook(self, module: nn.MultiheadAttention, args: tuple, kwargs: dict, *, collector: Any) -> None:
-        q, k, v = (args[i] if i < len(args) else kwargs.get(n) for i, n in enumerate(_QKV))
-        for n, t in zip(_QKV, (q, k, v)):
-            if not collector.is_activation(t):
-                raise TypeError(f"attention {self.name!r} was called without a tensor {n}")
+    def _pre_hook(self, module: nn.MultiheadAttention, args: tuple[Any, ...], kwargs: dict[str, Any], *,
+                  collector: GramCollector) -> None:
+        q, k, v = (self._input(args, kwargs, i, n, collector) for i, n in enumerate(_QKV))
         if self.shared and not (q is k and k is v):
             collector.copy_stream(self.key("q"), self.key("k"))
             collector.copy_stream(self.key("q"), self.key("v"))
@@ -126,9 +130,19 @@ class AttentionUnit:
             raise RuntimeError(f"attention {self.name!r} was re-entered during its own call")
         real = module.out_proj
         self._real_out.append(real)
-        module.out_proj = _IdentityProjection(real.weight)
+        # a stand-in of another type for the duration of the call (torch types out_proj as a Linear)
+        setattr(module, "out_proj", _IdentityProjection(real.weight))
 
-    def _post_hook(self, module: nn.MultiheadAttention, args: tuple, output: Any, *, collector: Any) -> Any:
+    def _input(self, args: tuple[Any, ...], kwargs: dict[str, Any], i: int, n: str,
+               collector: GramCollector) -> torch.Tensor:
+        """The call's ``n`` (``"query"``, ...): positional argument ``i`` or keyword ``n``, a tensor."""
+        t = args[i] if i < len(args) else kwargs.get(n)
+        if not collector.is_activation(t):
+            raise TypeError(f"attention {self.name!r} was called without a tensor {n}")
+        return t
+
+    def _post_hook(self, module: nn.MultiheadAttention, args: tuple[Any, ...], output: Any, *,
+                   collector: GramCollector) -> Any:
         real = self._real_out[0]
         self.put_back()
         attn = output[0] if isinstance(output, tuple) else output

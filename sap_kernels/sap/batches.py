@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 Splitter = Callable[[Any], tuple[Any, Any]]
+# What must agree for two batches to be concatenated: (path, per-sample shape, dtype) per leaf.
+Signature = tuple[tuple[str, object, object], ...]
 
 
 class Shared:
@@ -162,9 +164,9 @@ def check_samples(inputs: Any, n: int, batch_index: int) -> None:
         raise TypeError(f"batch {batch_index}: the inputs hold no tensor (got {type(inputs).__name__})")
 
 
-def signature(inputs: Any) -> tuple:
+def signature(inputs: Any) -> Signature:
     """What must agree for two batches to be concatenated: structure, per-sample shapes, dtypes."""
-    out = []
+    out: list[tuple[str, object, object]] = []
     for path, leaf in leaves(inputs):
         if isinstance(leaf, torch.Tensor):
             out.append((path, tuple(leaf.shape[1:]), leaf.dtype))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, TypeGuard, TypeVar
 
 import torch
 
@@ -23,6 +23,11 @@ from . import precision
 from .guards import attention_fastpath_off
 from .sinks import Sink, rows_sink
 from .targets import StreamSpec
+
+if TYPE_CHECKING:
+    from .layers import Handle, Unit
+
+_Collector = TypeVar("_Collector", bound="GramCollector")
 
 
 class NonFiniteActivation(ValueError):
@@ -39,7 +44,7 @@ class Accumulator:
     """
 
     spec: StreamSpec
-    kept: list = field(default_factory=list)
+    kept: list[torch.Tensor] = field(default_factory=list)
     gram: Optional[torch.Tensor] = None
     rows: int = 0
     exp: Optional[int] = None
@@ -105,17 +110,17 @@ class GramCollector:
         row_mask: ``[B, T]`` bool for the current batch (True: a real token), or None.
     """
 
-    def __init__(self, units: list, *, backend: Optional[str] = None, keep_rows: bool = True):
+    def __init__(self, units: list[Unit], *, backend: Optional[str] = None, keep_rows: bool = True):
         self.units = units
         self.specs = {s.key: s for u in units for s in u.streams()}
         self.backend = backend
         self.keep_rows = keep_rows
         self.streams: dict[str, Accumulator] = {}
         self.row_mask: Optional[torch.Tensor] = None
-        self._handles: list = []
+        self._handles: list[Handle] = []
         self._guard = attention_fastpath_off()
 
-    def __enter__(self) -> "GramCollector":
+    def __enter__(self: _Collector) -> _Collector:
         self._guard.__enter__()
         try:
             for unit in self.units:
@@ -132,7 +137,7 @@ class GramCollector:
         self._guard.__exit__(None, None, None)
 
     @staticmethod
-    def is_activation(x: object) -> bool:
+    def is_activation(x: object) -> TypeGuard[torch.Tensor]:
         return isinstance(x, torch.Tensor)
 
     def rows(self, key: str) -> int:

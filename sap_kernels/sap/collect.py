@@ -15,7 +15,7 @@ from . import batches
 from .capture import GramCollector
 from .guards import eval_modes
 from .head import find_head
-from .layers import Discovery, Selector, discover
+from .layers import Discovery, LayerUnit, Selector, discover
 from .samples import SampleSet
 from .statistics import Statistics, StreamStats
 from .trusted import TrustedSet, check_count, check_loader
@@ -53,7 +53,8 @@ def drop_head(model: nn.Module, disc: Discovery, inputs: Any) -> str:
     """Find the classifier head on ``inputs`` and remove it (and layers tied to it) from ``disc``."""
     head = find_head(model, disc.units, batches.slice_rows(inputs, 0, 2))
     disc.skipped.append((head, "classifier head (skip_head=True)"))
-    stream = next((u.stream for u in disc.units if getattr(u, "name", None) == head), head)
+    # the head is a Linear/Conv unit (find_head hooks no other kind)
+    stream = next((u.stream for u in disc.units if isinstance(u, LayerUnit) and u.name == head), head)
     disc.units = [u for u in disc.units if getattr(u, "stream", u.name) != stream]
     return head
 
@@ -85,7 +86,7 @@ def nothing_to_project(disc: Discovery) -> ValueError:
 
 def collect(
     model: nn.Module,
-    trusted: Union[TrustedSet, SampleSet, Iterable],
+    trusted: Union[TrustedSet, SampleSet, Iterable[Any]],
     *,
     layers: Optional[Union[Selector, Iterable[Selector]]] = None,
     skip: Optional[Union[Selector, Iterable[Selector]]] = None,

@@ -22,7 +22,7 @@ from .weights import Projector
 class Validation:
     """Batches ``(inputs, labels)`` to score on; ``source`` a loader, a ``SampleSet`` or a generator."""
 
-    def __init__(self, source: Iterable, split: batches.Splitter = batches.split_batch):
+    def __init__(self, source: Iterable[Any], split: batches.Splitter = batches.split_batch):
         self.source, self.split = source, split
         self._cached: Optional[list[tuple[Any, torch.Tensor]]] = None
         self.one_shot = isinstance(source, collections.abc.Iterator)
@@ -31,7 +31,7 @@ class Validation:
         if self._cached is not None:
             yield from self._cached
             return
-        cache: Optional[list] = [] if self.one_shot else None
+        cache: Optional[list[tuple[Any, torch.Tensor]]] = [] if self.one_shot else None
         for batch in self.source:
             inputs, labels = self.split(batch)
             if cache is not None:
@@ -67,7 +67,8 @@ def default_alphas() -> list[float]:
     return [10 ** (e / 4) for e in range(0, 25)]
 
 
-def sweep(model: nn.Module, projectors: Sequence[Projector], alphas: Sequence[float], data: Iterable,
+def sweep(model: nn.Module, projectors: Sequence[Projector], alphas: Sequence[float],
+          data: Iterable[tuple[Any, torch.Tensor]],
           device: torch.device, objective: Objective, progress: bool) -> dict[float, float]:
     """Validation score for the unchanged model (key ``inf``) and each alpha; the weights are
     left at their originals."""
@@ -127,7 +128,7 @@ def check_alphas(alphas: object) -> list[float]:
 
     if isinstance(alphas, (str, bytes)) or not hasattr(alphas, "__iter__"):
         raise TypeError(f"alphas must be a sequence of positive numbers (e.g. [10, 100, 1000]), got {alphas!r}")
-    grid = [strict_alpha(a, "alphas entry") for a in alphas]  # type: ignore[union-attr]
+    grid = [strict_alpha(a, "alphas entry") for a in alphas]
     if not grid:
         raise ValueError("alphas is empty: give at least one alpha, or alpha=")
     return sorted(set(grid))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Callable, Iterator
+from typing import Callable, Generic, Iterator, TypeVar
 
 import torch
 from torch import nn
@@ -28,17 +28,20 @@ def eval_modes(model: nn.Module) -> Iterator[nn.Module]:
             m.training = training
 
 
-class _SharedSetting:
+_T = TypeVar("_T")
+
+
+class _SharedSetting(Generic[_T]):
     """A process-wide setting held at a value while any holder needs it (reference-counted)."""
 
-    def __init__(self, get: Callable[[], object], set_: Callable[[object], None]):
+    def __init__(self, get: Callable[[], _T], set_: Callable[[_T], None]):
         self._get, self._set = get, set_
         self._lock = threading.Lock()
         self._holders = 0
-        self._saved: object = None
+        self._saved: _T  # the value before the first holder, set when it arrives
 
     @contextlib.contextmanager
-    def held(self, value: object) -> Iterator[None]:
+    def held(self, value: _T) -> Iterator[None]:
         with self._lock:
             if self._holders == 0:
                 self._saved = self._get()
@@ -54,7 +57,7 @@ class _SharedSetting:
 
 
 _MHA_FASTPATH = _SharedSetting(torch.backends.mha.get_fastpath_enabled, torch.backends.mha.set_fastpath_enabled)
-_THREADS = _SharedSetting(torch.get_num_threads, torch.set_num_threads)  # type: ignore[arg-type]
+_THREADS = _SharedSetting(torch.get_num_threads, torch.set_num_threads)
 
 
 def attention_fastpath_off() -> contextlib.AbstractContextManager[None]:

@@ -15,11 +15,12 @@ import torch
 from torch import nn
 
 from . import batches
+from .layers import Unit
 from .objective import logits_of
 
 
 @torch.no_grad()
-def find_head(model: nn.Module, units: list, inputs: Any) -> str:
+def find_head(model: nn.Module, units: list[Unit], inputs: Any) -> str:
     """Name of the unit that produces the logits of ``model(inputs)``."""
     calls: list[tuple[str, Any]] = []
     handles = []

@@ -20,15 +20,20 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Iterable, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Protocol, Union
 
 from torch import nn
 
 from .params import weight_access
-from .sinks import PatchSink, rows_sink
+from .sinks import PatchSink, Sink, rows_sink
 from .targets import ConvSpec, StreamSpec, Target
 
+if TYPE_CHECKING:
+    from .capture import GramCollector
+
 Selector = Union[str, type]
+SelectorKey = Union[str, tuple[str, type]]  # a selector as kept in LayerFilter.matched
+Layer = Union[nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d]  # an instance of LAYER_TYPES
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 LAYER_TYPES = (nn.Linear,) + CONV_TYPES
 PROJECTABLE = LAYER_TYPES + (nn.MultiheadAttention,)
@@ -40,24 +45,33 @@ _NOT_PROJECTED_REASONS = (
 )
 
 
+class Handle(Protocol):
+    """What ``Unit.install`` returns: a hook handle (``RemovableHandle``) or anything removable."""
+
+    def remove(self) -> None: ...
+
+
 class Unit(Protocol):
     """A module that feeds activation streams and owns projection targets."""
 
-    name: str
-    module: nn.Module
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def module(self) -> nn.Module: ...
 
     def streams(self) -> list[StreamSpec]: ...
 
     def targets(self) -> list[Target]: ...
 
-    def install(self, collector: Any) -> list: ...
+    def install(self, collector: GramCollector) -> list[Handle]: ...
 
 
 class LayerUnit:
     """An ``nn.Linear`` or ``nn.ConvNd``: one stream (its input, via a forward pre-hook) and one
     target; with ``stream`` given, a module tied to another's weight that only feeds its stream."""
 
-    def __init__(self, name: str, module: nn.Module, stream: Optional[str] = None):
+    def __init__(self, name: str, module: Layer, stream: Optional[str] = None):
         self.name, self.module = name, module
         w = module.weight
         self.k = int(w[0].numel() if w.dim() > 1 else w.numel())
@@ -79,13 +93,14 @@ class LayerUnit:
                        self.name, type(self.module).__name__, self.name, tuple(self.module.weight.shape),
                        tuple(self.tied))]
 
-    def install(self, collector: Any) -> list:
-        sink = rows_sink if self.conv is None else PatchSink(self.conv)
+    def install(self, collector: GramCollector) -> list[Handle]:
+        sink: Sink = rows_sink if self.conv is None else PatchSink(self.conv)
         hook = partial(_layer_hook, collector=collector, key=self.stream, name=self.name, sink=sink)
         return [self.module.register_forward_pre_hook(hook)]
 
 
-def _layer_hook(module: nn.Module, args: tuple, *, collector: Any, key: str, name: str, sink: Any) -> None:
+def _layer_hook(module: nn.Module, args: tuple[Any, ...], *, collector: GramCollector, key: str, name: str,
+                sink: Sink) -> None:
     if not args or not collector.is_activation(args[0]):
         raise TypeError(f"layer {name!r} was called without a tensor input")
     collector.add(key, args[0], sink)
@@ -95,13 +110,13 @@ def _layer_hook(module: nn.Module, args: tuple, *, collector: Any, key: str, nam
 class LayerFilter:
     """``layers=``/``skip=`` selectors, and which of them matched something."""
 
-    include: Optional[list] = None
-    exclude: Optional[list] = None
-    matched: set = field(default_factory=set)
+    include: Optional[list[Selector]] = None
+    exclude: Optional[list[Selector]] = None
+    matched: set[SelectorKey] = field(default_factory=set)
 
     def reason(self, target: Target, modules: tuple[nn.Module, ...]) -> Optional[str]:
         """None when ``target`` (of the module(s) ``modules``: its own, its owner) is selected, else why not."""
-        def hits(selectors: list) -> list:
+        def hits(selectors: list[Selector]) -> list[Selector]:
             found = [s for s in selectors if _matches(target, modules, s)]
             self.matched.update(map(_key, found))
             return found
@@ -112,7 +127,7 @@ class LayerFilter:
             return "excluded by skip="
         return None
 
-    def unmatched(self) -> list[tuple[str, list]]:
+    def unmatched(self) -> list[tuple[str, list[Selector]]]:
         return [(arg, [s for s in sel if _key(s) not in self.matched])
                 for arg, sel in (("layers", self.include), ("skip", self.exclude)) if sel is not None
                 if any(_key(s) not in self.matched for s in sel)]
@@ -125,7 +140,7 @@ def _matches(target: Target, modules: tuple[nn.Module, ...], s: Selector) -> boo
     return any(fnmatch.fnmatchcase(n, s) for n in {target.name, base, target.unit, *target.tied})
 
 
-def as_selectors(sel: Optional[Union[Selector, Iterable[Selector]]], arg: str) -> Optional[list]:
+def as_selectors(sel: Optional[Union[Selector, Iterable[Selector]]], arg: str) -> Optional[list[Selector]]:
     """``layers=``/``skip=`` as a list of names, patterns or module types; a named error otherwise."""
     if sel is None:
         return None
@@ -142,7 +157,7 @@ def as_selectors(sel: Optional[Union[Selector, Iterable[Selector]]], arg: str) -
     return items
 
 
-def _key(sel: Selector) -> Any:
+def _key(sel: Selector) -> SelectorKey:
     return sel if isinstance(sel, str) else ("type", sel)
 
 
@@ -174,7 +189,7 @@ class Discovery:
     """What ``discover`` found: units to hook, the filter applied to their targets, and
     ``(name, reason)`` for every parametrised module (or target) that is not projected."""
 
-    units: list
+    units: list[Unit]
     filter: LayerFilter
     skipped: list[tuple[str, str]]
 
@@ -182,8 +197,9 @@ class Discovery:
         return [t for u in self.units for t in u.targets() if self.filter.reason(t, _owners(u, t)) is None]
 
 
-def _owners(unit: Any, target: Target) -> tuple[nn.Module, ...]:
-    own = unit.module.get_submodule(target.path[len(unit.name) + 1:]) if target.path.startswith(unit.name + ".") else None
+def _owners(unit: Unit, target: Target) -> tuple[nn.Module, ...]:
+    inside = target.path.startswith(unit.name + ".")
+    own = unit.module.get_submodule(target.path[len(unit.name) + 1:]) if inside else None
     return (unit.module,) if own is None else (own, unit.module)
 
 
@@ -208,7 +224,7 @@ def _param_users(named: list[tuple[str, nn.Module]]) -> dict[int, list[str]]:
     return users
 
 
-def _layer_unit(name: str, mod: nn.Module, owners: dict[int, LayerUnit], users: dict[int, list[str]],
+def _layer_unit(name: str, mod: Layer, owners: dict[int, LayerUnit], users: dict[int, list[str]],
                 layer_names: set[str], skipped: list[tuple[str, str]]) -> Optional[LayerUnit]:
     """The unit of a Linear/Conv module (a stream feeder when its weight is tied to an earlier
     one's), or None with the reason recorded in ``skipped``."""
@@ -216,7 +232,8 @@ def _layer_unit(name: str, mod: nn.Module, owners: dict[int, LayerUnit], users: 
     if reason is None:
         blockers = [u for u in users.get(id(mod.weight), []) if u != name and u not in layer_names]
         if blockers:
-            reason = f"weight shared with {', '.join(blockers)}, which is not projected (projecting would change it too)"
+            reason = (f"weight shared with {', '.join(blockers)}, which is not projected "
+                      "(projecting would change it too)")
     if reason is not None:
         skipped.append((name, reason))
         return None
@@ -232,7 +249,7 @@ def _layer_unit(name: str, mod: nn.Module, owners: dict[int, LayerUnit], users: 
     return unit
 
 
-def _units(model: nn.Module, skipped: list[tuple[str, str]]) -> list:
+def _units(model: nn.Module, skipped: list[tuple[str, str]]) -> list[Unit]:
     """Every projectable unit of ``model`` (before selection), in module order."""
     from .attention import AttentionUnit
 
@@ -241,7 +258,7 @@ def _units(model: nn.Module, skipped: list[tuple[str, str]]) -> list:
     users = _param_users(named)
     layer_names = {n or "<root>" for n, m in named if isinstance(m, LAYER_TYPES) and n not in hidden}
     owners: dict[int, LayerUnit] = {}
-    units: list = []
+    units: list[Unit] = []
     for name, mod in named:
         label = name or "<root>"
         if name in hidden:
@@ -269,7 +286,7 @@ def discover(
     """
     filt = LayerFilter(as_selectors(layers, "layers"), as_selectors(skip, "skip"))
     skipped: list[tuple[str, str]] = []
-    kept: list = []
+    kept: list[Unit] = []
     chosen_streams: set[str] = set()
     for unit in _units(model, skipped):
         chosen = False

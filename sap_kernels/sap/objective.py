@@ -45,7 +45,8 @@ def _binary_labels(labels: torch.Tensor, batch_index: int) -> torch.Tensor:
         raise ValueError(
             f"batch {batch_index}: the model outputs one logit per sample (a binary classifier), so labels must "
             f"be 0 or 1 of shape [B]; got {labels.dtype} labels of shape {list(labels.shape)}"
-            + (f" with values {labels.unique()[:5].tolist()}" if labels.numel() and not labels.is_complex() else "")
+            + (f" with values {torch.unique(labels)[:5].tolist()}"
+               if labels.numel() and not labels.is_complex() else "")
             + "; for another task pass loss_fn= and score_fn="
         )
     return labels.float()
@@ -60,7 +61,7 @@ def class_labels(labels: torch.Tensor, num_classes: int, batch_index: int) -> to
         )
     labels = labels.long()
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        bad = labels[(labels < 0) | (labels >= num_classes)].unique()[:5].tolist()
+        bad = torch.unique(labels[(labels < 0) | (labels >= num_classes)])[:5].tolist()
         raise ValueError(
             f"labels out of range: the model outputs {num_classes} classes (labels 0..{num_classes - 1}) "
             f"but batch {batch_index} has labels {bad}"
@@ -80,7 +81,7 @@ def _kind(logits: torch.Tensor, batch_index: int) -> str:
     )
 
 
-def _checked(values: Any, n: int, what: str, batch_index: int) -> torch.Tensor:
+def _checked(values: object, n: int, what: str, batch_index: int) -> torch.Tensor:
     if not isinstance(values, torch.Tensor) or values.shape != (n,):
         shape = list(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
         raise ValueError(f"batch {batch_index}: {what} must return a tensor [batch] = [{n}], got {shape}")

@@ -12,7 +12,7 @@ Every access can ``snapshot()`` what it will change and ``restore()`` it exactly
 """
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Optional, Protocol, Union, cast
 
 import torch
 from torch import nn
@@ -32,6 +32,17 @@ class WeightAccess(Protocol):
     def restore(self, saved: list[torch.Tensor]) -> None: ...
 
 
+def _tensor(module: nn.Module, name: str) -> torch.Tensor:
+    """``getattr(module, name)``, a tensor (every caller checked that it is one)."""
+    value: torch.Tensor = getattr(module, name)
+    return value
+
+
+def _parametrizations(module: nn.Module, name: str) -> parametrize.ParametrizationList:
+    """``module.parametrizations[name]`` (``nn.Module.__getattr__`` is typed ``Tensor | Module``)."""
+    return cast(parametrize.ParametrizationList, cast(nn.ModuleDict, module.parametrizations)[name])
+
+
 class PlainWeight:
     """``getattr(module, name)`` (rows ``start:stop`` of it) is a tensor written in place."""
 
@@ -39,7 +50,7 @@ class PlainWeight:
         self.module, self.name, self.rows = module, name, rows
 
     def _view(self) -> torch.Tensor:
-        w = getattr(self.module, self.name).detach()
+        w = _tensor(self.module, self.name).detach()
         return w if self.rows is None else w[self.rows[0]:self.rows[1]]
 
     def read(self) -> torch.Tensor:
@@ -63,7 +74,7 @@ class _TensorsWeight:
         self.module, self.name, self.tensors = module, name, tensors
 
     def read(self) -> torch.Tensor:
-        return getattr(self.module, self.name).detach()
+        return _tensor(self.module, self.name).detach()
 
     def snapshot(self) -> list[torch.Tensor]:
         return [t.detach().clone() for t in self.tensors]
@@ -74,7 +85,7 @@ class _TensorsWeight:
             if t.shape == s.shape:
                 t.copy_(s)
             else:
-                t.set_(s.clone())
+                t.set_(s.clone())  # type: ignore[call-overload]  # torch's stubs omit set_(source: Tensor)
 
     def check(self, value: torch.Tensor) -> None:
         got = self.read().double()
@@ -90,7 +101,7 @@ class ParametrizedWeight(_TensorsWeight):
     """A weight under ``torch.nn.utils.parametrize``: written through ``right_inverse``."""
 
     def __init__(self, module: nn.Module, name: str):
-        p = module.parametrizations[name]
+        p = _parametrizations(module, name)
         super().__init__(module, name, list(p.parameters()) + list(p.buffers()))
 
     @torch.no_grad()
@@ -102,9 +113,9 @@ class ParametrizedWeight(_TensorsWeight):
 class HookWeightNorm(_TensorsWeight):
     """The hook-based ``nn.utils.weight_norm``: ``W = g v / ||v||`` with ``g``, ``v`` parameters."""
 
-    def __init__(self, module: nn.Module, name: str, dim: int):
+    def __init__(self, module: nn.Module, name: str, dim: Optional[int]):
         self.dim = dim
-        super().__init__(module, name, [getattr(module, name + "_g"), getattr(module, name + "_v")])
+        super().__init__(module, name, [_tensor(module, name + "_g"), _tensor(module, name + "_v")])
 
     @torch.no_grad()
     def write(self, value: torch.Tensor) -> None:
@@ -115,11 +126,14 @@ class HookWeightNorm(_TensorsWeight):
         self.check(value)
 
 
-def _norm_except(w: torch.Tensor, dim: int) -> torch.Tensor:
+def _norm_except(w: torch.Tensor, dim: Optional[int]) -> torch.Tensor:
+    norm: torch.Tensor  # Tensor.norm is typed as returning Any
     if dim == -1 or dim is None:
-        return w.norm()
+        norm = w.norm()
+        return norm
     dims = [d for d in range(w.dim()) if d != dim % w.dim()]
-    return w.norm(dim=dims, keepdim=True)
+    norm = w.norm(dim=dims, keepdim=True)
+    return norm
 
 
 def _hook_of(module: nn.Module, name: str, kind: str) -> object:
@@ -129,7 +143,7 @@ def _hook_of(module: nn.Module, name: str, kind: str) -> object:
     return None
 
 
-def _probe(access: _TensorsWeight) -> Optional[str]:
+def _probe(access: Union[ParametrizedWeight, HookWeightNorm]) -> Optional[str]:
     """Write ``2 W`` and read it back (then restore): None when the weight takes it."""
     saved = access.snapshot()
     w = access.read()
@@ -145,15 +159,17 @@ def _probe(access: _TensorsWeight) -> Optional[str]:
     return None
 
 
-def weight_access(module: nn.Module, name: str, rows: Optional[tuple[int, int]] = None) -> tuple[Optional[WeightAccess], Optional[str]]:
+def weight_access(module: nn.Module, name: str,
+                  rows: Optional[tuple[int, int]] = None) -> tuple[Optional[WeightAccess], Optional[str]]:
     """The access to ``module.name`` (rows ``start:stop``), or None and why it cannot be written."""
     if parametrize.is_parametrized(module, name):
-        chain = ", ".join(type(p).__name__ for p in module.parametrizations[name])
+        chain = ", ".join(type(p).__name__ for p in _parametrizations(module, name))
         if rows is not None:
             return None, f"a block of a parametrized weight ({chain}) cannot be written"
-        access: _TensorsWeight = ParametrizedWeight(module, name)
-        why = _probe(access)
-        return (access, None) if why is None else (None, f"its parametrization ({chain}) cannot take an arbitrary weight")
+        access = ParametrizedWeight(module, name)
+        if _probe(access) is not None:
+            return None, f"its parametrization ({chain}) cannot take an arbitrary weight"
+        return access, None
     if _hook_of(module, name, "SpectralNorm") is not None:
         return None, "spectral_norm (hook-based) cannot take an arbitrary weight"
     hook = _hook_of(module, name, "WeightNorm")

@@ -8,7 +8,7 @@ the plan estimates, per target, whether its rows or a Gram will be decomposed an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 import torch
 from torch import nn
@@ -17,8 +17,9 @@ from . import batches
 from .capture import GramCollector
 from .collect import drop_head, nothing_to_project
 from .guards import eval_modes
-from .layers import Selector, discover
+from .layers import Selector, Unit, discover
 from .sinks import Sink
+from .targets import Target
 from .trusted import check_loader, check_n_trusted, known_size, trusted_count
 from .wrappers import device_of, unwrap
 
@@ -64,7 +65,8 @@ class Plan:
         lines = [f"SAP plan: {len(self.layers)} weights would be projected with {self.n_trusted} trusted samples; "
                  f"accumulators {self.memory_bytes / 2**20:.1f} MiB in all"]
         lines += [f"  note: {n}" for n in self.notices]
-        lines.append(f"  {'layer':<{w}}  {'kind':<{kw}} {'K':>6} {'groups':>6} {'rows/sample':>11} {'method':>6} {'MiB':>9}")
+        lines.append(f"  {'layer':<{w}}  {'kind':<{kw}} {'K':>6} {'groups':>6} {'rows/sample':>11} {'method':>6} "
+                     f"{'MiB':>9}")
         for p in self.layers:
             lines.append(f"  {p.name:<{w}}  {p.kind:<{kw}} {p.K:>6} {p.groups:>6} {p.rows_per_sample:>11.4g} "
                          f"{p.method:>6} {p.memory_bytes / 2**20:>9.2f}")
@@ -80,7 +82,7 @@ class Plan:
 class RowCounter(GramCollector):
     """A collector that only counts rows per stream (no Gram, no kept rows)."""
 
-    def __init__(self, units: list):
+    def __init__(self, units: list[Unit]):
         super().__init__(units)
         self.counts: dict[str, int] = {}
 
@@ -101,7 +103,7 @@ class RowCounter(GramCollector):
 
 def plan(
     model: nn.Module,
-    loader: Iterable,
+    loader: Iterable[Any],
     *,
     n_trusted: Optional[Union[int, float]] = None,
     layers: Optional[Union[Selector, Iterable[Selector]]] = None,
@@ -151,7 +153,7 @@ def plan(
     return result
 
 
-def _planned(targets: list, counter: RowCounter, batch_size: int, n_trusted: int) -> list[PlannedLayer]:
+def _planned(targets: list[Target], counter: RowCounter, batch_size: int, n_trusted: int) -> list[PlannedLayer]:
     out = []
     for t in targets:
         per_sample = counter.rows(t.stream) / max(1, batch_size)

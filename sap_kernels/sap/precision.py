@@ -13,7 +13,7 @@
 The activations are scaled by a power of two per stream when their magnitude would overflow or
 underflow the Gram's dtype (``gram_scale``): exact, and every quantity SAP uses (``r = e / sum e``,
 eigenvectors, the solve) is invariant to it.
-"""
+"""  # noqa: E501 - the table's rows are one line each
 from __future__ import annotations
 
 import math
@@ -56,7 +56,7 @@ def check_eig_dtype(value: object) -> Optional[torch.dtype]:
     if isinstance(value, str) and value.removeprefix("torch.") in names:
         return names[value.removeprefix("torch.")]
     if value in (torch.float32, torch.float64):
-        return value  # type: ignore[return-value]
+        return value
     raise ValueError(f"eig_dtype must be torch.float32 or torch.float64 (or None for the policy), got {value!r}")
 
 

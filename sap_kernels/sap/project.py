@@ -10,14 +10,14 @@ checked (and restored if the write itself fails).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
 from . import batches
 from .alpha import MEMORISED_SCORE, AlphaChoice, choose_alpha
-from .apply import Projector, projectors_from_spectra, projectors_from_statistics, write_all
+from .apply import projectors_from_spectra, projectors_from_statistics, write_all
 from .capture import GramCollector
 from .collect import RowMaskFn, attention_mask_rows, collect, nothing_to_project, statistics_of
 from .guards import eval_modes
@@ -29,6 +29,7 @@ from .settings import Settings, settings
 from .spectra import Spectra
 from .statistics import Statistics
 from .trusted import TrustedSet, check_loader, known_size, select_trusted
+from .weights import Projector
 from .wrappers import working_copy
 
 
@@ -44,7 +45,7 @@ def _reports(source: Union[Spectra, Statistics], projectors: Sequence[Projector]
     return out
 
 
-def _trusted_and_statistics(target: nn.Module, loader: Iterable, s: Settings, needs_data: bool,
+def _trusted_and_statistics(target: nn.Module, loader: Iterable[Any], s: Settings, needs_data: bool,
                             kw: dict[str, Any]) -> tuple[TrustedSet, Statistics]:
     """Phases 1 and 2; one pass over the loader when every sample it yields is trusted anyway."""
     hold = (s.holdout or 0.0) if needs_data else 0.0
@@ -80,8 +81,8 @@ def _with_row_masks(loader: Iterable[Any], collector: GramCollector, kw: dict[st
         yield batch
 
 
-def _choose(target: nn.Module, spectra: Spectra, trusted: TrustedSet, val_loader: Optional[Iterable], s: Settings,
-            kw: dict[str, Any]) -> tuple[AlphaChoice, str]:
+def _choose(target: nn.Module, spectra: Spectra, trusted: TrustedSet, val_loader: Optional[Iterable[Any]],
+            s: Settings, kw: dict[str, Any]) -> tuple[AlphaChoice, str]:
     if val_loader is not None:
         choice = choose_alpha(target, spectra, val_loader, alphas=s.grid, score_fn=kw["score_fn"],
                               backend=s.backend, progress=s.progress, **kw["split"])
@@ -113,9 +114,9 @@ def _training_data(trusted: TrustedSet, s: Settings) -> tuple[SampleSet, str]:
 
 def project(
     model: nn.Module,
-    loader: Iterable,
+    loader: Iterable[Any],
     *,
-    val_loader: Optional[Iterable] = None,
+    val_loader: Optional[Iterable[Any]] = None,
     alpha: Optional[float] = None,
     alphas: Optional[Sequence[float]] = None,
     n_trusted: Optional[Union[int, float]] = None,
@@ -136,7 +137,7 @@ def project(
     loss_fn: Optional[PerSample] = None,
     score_fn: Optional[PerSample] = None,
     row_mask: Optional[RowMaskFn] = attention_mask_rows,
-    batch_fn: Optional[Callable[[Any], tuple]] = None,
+    batch_fn: Optional[batches.Splitter] = None,
     input_key: Optional[Union[str, Sequence[str]]] = None,
     label_key: Optional[str] = None,
     dry_run: bool = False,
@@ -194,7 +195,8 @@ def project(
         ``.warnings``, ``.notices``, ...
     """
     if dry_run is not False:
-        raise TypeError("project(dry_run=True) was replaced by sap_kernels.plan(model, loader, ...), which returns a Plan")
+        raise TypeError("project(dry_run=True) was replaced by sap_kernels.plan(model, loader, ...), "
+                        "which returns a Plan")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     check_loader(loader, "loader")
@@ -217,8 +219,8 @@ def project(
         return _run(returned, target, loader, val_loader, s, kw)
 
 
-def _run(returned: nn.Module, target: nn.Module, loader: Iterable, val_loader: Optional[Iterable], s: Settings,
-         kw: dict[str, Any]) -> SAPResult:
+def _run(returned: nn.Module, target: nn.Module, loader: Iterable[Any], val_loader: Optional[Iterable[Any]],
+         s: Settings, kw: dict[str, Any]) -> SAPResult:
     clock, timings = time.perf_counter(), {}
     trusted, stats = _trusted_and_statistics(target, loader, s, s.sweeping and val_loader is None, kw)
     timings["trusted+activations"] = time.perf_counter() - clock

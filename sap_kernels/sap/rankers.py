@@ -16,7 +16,8 @@ from .objective import Objective
 
 
 class Ranker(Protocol):
-    def __call__(self, model: nn.Module, inputs: Any, labels: torch.Tensor, batch_index: int) -> tuple[torch.Tensor, Any]:
+    def __call__(self, model: nn.Module, inputs: Any, labels: torch.Tensor,
+                 batch_index: int) -> tuple[torch.Tensor, Any]:
         ...
 
 
@@ -27,7 +28,8 @@ class LossRanker:
         self.objective = objective
 
     @torch.no_grad()
-    def __call__(self, model: nn.Module, inputs: Any, labels: torch.Tensor, batch_index: int) -> tuple[torch.Tensor, Any]:
+    def __call__(self, model: nn.Module, inputs: Any, labels: torch.Tensor,
+                 batch_index: int) -> tuple[torch.Tensor, Any]:
         output = batches.call_model(model, inputs)
         return self.objective.losses(output, labels, batch_index).cpu(), output
 
@@ -40,7 +42,8 @@ class RandomRanker:
         self.generator = torch.Generator().manual_seed(seed)
 
     @torch.no_grad()
-    def __call__(self, model: nn.Module, inputs: Any, labels: torch.Tensor, batch_index: int) -> tuple[torch.Tensor, Any]:
+    def __call__(self, model: nn.Module, inputs: Any, labels: torch.Tensor,
+                 batch_index: int) -> tuple[torch.Tensor, Any]:
         output = batches.call_model(model, inputs)
         self.objective.losses(output, labels, batch_index)  # validates the labels against the output
         return torch.rand(int(labels.shape[0]), generator=self.generator), output

@@ -99,9 +99,10 @@ class SAPResult:
         lines.append(f"  {'layer':<{w}}  {'kind':<{kw}} {'K':>6} {'groups':>6} {'rows':>10} {'rank99':>6} method")
         for r in self.layers:
             rank = r.energy_rank()
-            rank = "-" if rank is None else str(rank)
+            rank_text = "-" if rank is None else str(rank)
             tied = f" (tied: {', '.join(r.tied)})" if r.tied else ""
-            lines.append(f"  {r.name:<{w}}  {r.kind:<{kw}} {r.K:>6} {r.groups:>6} {r.rows:>10} {rank:>6} {r.method}{tied}")
+            lines.append(f"  {r.name:<{w}}  {r.kind:<{kw}} {r.K:>6} {r.groups:>6} {r.rows:>10} {rank_text:>6} "
+                         f"{r.method}{tied}")
         if self.skipped:
             lines.append("  not projected:")
             lines += [f"    {n}: {why}" for n, why in self.skipped]

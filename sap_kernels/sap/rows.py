@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from .. import ops
+from ..ops.geometry import Padding
 from .targets import ConvSpec
 
 
-def conv_input(conv: ConvSpec, x: torch.Tensor) -> tuple[torch.Tensor, object]:
+def conv_input(conv: ConvSpec, x: torch.Tensor) -> tuple[torch.Tensor, Padding]:
     """The conv input batched and padded as the conv sees it, and the padding still to apply."""
     if x.dim() == conv.nd + 1:  # unbatched [C, *spatial]
         x = x.unsqueeze(0)
@@ -24,7 +25,7 @@ def conv_input(conv: ConvSpec, x: torch.Tensor) -> tuple[torch.Tensor, object]:
     return x, conv.padding
 
 
-def _padded_shape(conv: ConvSpec, shape: tuple[int, ...]) -> tuple[tuple[int, ...], object]:
+def _padded_shape(conv: ConvSpec, shape: tuple[int, ...]) -> tuple[tuple[int, ...], Padding]:
     if len(shape) == conv.nd + 1:
         shape = (1, *shape)
     if conv.padding_mode == "zeros":

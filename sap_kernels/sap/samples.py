@@ -14,6 +14,9 @@ import torch
 
 from . import batches
 
+# Parts with equal keys can be concatenated: inputs' signature, per-sample label shape, label dtype.
+PartKey = tuple[batches.Signature, tuple[int, ...], torch.dtype]
+
 
 @dataclass
 class Part:
@@ -33,13 +36,13 @@ class Part:
         return Part(batches.select(self.inputs, index), self.labels.index_select(0, index),
                     self.indices.index_select(0, index), self.scores.index_select(0, index))
 
-    def key(self) -> tuple:
+    def key(self) -> PartKey:
         return (batches.signature(self.inputs), tuple(self.labels.shape[1:]), self.labels.dtype)
 
 
 def merge(parts: Sequence[Part]) -> list[Part]:
     """Parts of equal shape concatenated (first-seen order of shapes), each sorted by index."""
-    groups: dict[tuple, list[Part]] = {}
+    groups: dict[PartKey, list[Part]] = {}
     for p in parts:
         if len(p):
             groups.setdefault(p.key(), []).append(p)

@@ -76,7 +76,8 @@ def settings(*, alpha: Any, alphas: Any, n_trusted: Any, class_balanced: Any, st
         raise TypeError(f"seed must be an integer, got {seed!r}")
     requested_backend(backend)  # validates backend= and $SAP_KERNELS_BACKEND on every path
     return Settings(
-        alpha=a, grid=grid, n_trusted=check_n_trusted(n_trusted), class_balanced=None if class_balanced is None else _flag(class_balanced, "class_balanced"),
+        alpha=a, grid=grid, n_trusted=check_n_trusted(n_trusted),
+        class_balanced=None if class_balanced is None else _flag(class_balanced, "class_balanced"),
         strategy=strategy, solver=solver, eig_dtype=precision.check_eig_dtype(eig_dtype),
         batch_size=None if batch_size is None else check_count(batch_size, "batch_size"),
         holdout=_fraction(holdout, "holdout"), max_holdout=check_count(max_holdout, "max_holdout"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -46,7 +47,7 @@ class Spectrum:
 SINGLE_THREAD_MAX_N = 1024
 
 
-def _solver_context(n: int, device: torch.device) -> contextlib.AbstractContextManager:
+def _solver_context(n: int, device: torch.device) -> contextlib.ExitStack[Optional[bool]]:
     """Subnormals flushed on the calling thread (rank-deficient Grams drove fp32 ``eigh`` through
     subnormal numbers, 10x slower on a K = 4608 ResNet-18 layer; values that small are far below
     the eigenvalue rounding error) and, for small problems, one LAPACK thread."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import torch
 
@@ -38,11 +38,12 @@ class StreamStats:
     kept: Optional[torch.Tensor] = None
     exp: int = 0
 
-    def meta(self) -> dict:
+    def meta(self) -> dict[str, Any]:
         s = self.spec
         data = self.gram if self.gram is not None else self.kept
         return {"key": s.key, "groups": s.groups, "k": s.k, "kind": s.kind, "rows": self.rows, "exp": self.exp,
-                "storage": "gram" if self.gram is not None else "rows", "dtype": str(data.dtype) if data is not None else None}
+                "storage": "gram" if self.gram is not None else "rows",
+                "dtype": str(data.dtype) if data is not None else None}
 
 
 @dataclass
@@ -76,14 +77,14 @@ class Statistics:
 
         return decompose_statistics(self, eig_dtype=eig_dtype, progress=progress, release=release)
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
+    def save(self, path: Union[str, os.PathLike[str]]) -> None:
         """Write a safetensors file: every Gram/rows tensor plus a JSON table in its metadata."""
         from . import storage
 
         storage.save_statistics(self, path)
 
     @classmethod
-    def load(cls, path: Union[str, os.PathLike]) -> "Statistics":
+    def load(cls, path: Union[str, os.PathLike[str]]) -> "Statistics":
         """Read a file written by ``save`` (no pickle: a tampered file is refused, not executed)."""
         from . import storage
 

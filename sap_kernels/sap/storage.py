@@ -19,7 +19,7 @@ from .targets import StreamSpec, Target
 META_KEY = "sap_kernels"
 
 
-def save_statistics(stats: Statistics, path: Union[str, os.PathLike]) -> None:
+def save_statistics(stats: Statistics, path: Union[str, os.PathLike[str]]) -> None:
     from safetensors.torch import save_file
 
     tensors: dict[str, torch.Tensor] = {"trusted_indices": stats.trusted_indices.to(torch.long).contiguous()}
@@ -31,7 +31,7 @@ def save_statistics(stats: Statistics, path: Union[str, os.PathLike]) -> None:
     save_file(tensors, os.fspath(path), metadata={META_KEY: meta_json(stats)})
 
 
-def _read(path: Union[str, os.PathLike]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _read(path: Union[str, os.PathLike[str]]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from safetensors import safe_open
 
     try:
@@ -54,7 +54,7 @@ def _read(path: Union[str, os.PathLike]) -> tuple[dict[str, torch.Tensor], dict[
     return tensors, meta
 
 
-def _stream(m: dict, tensors: dict[str, torch.Tensor]) -> StreamStats:
+def _stream(m: dict[str, Any], tensors: dict[str, torch.Tensor]) -> StreamStats:
     spec = StreamSpec(str(m["key"]), int(m["groups"]), int(m["k"]), str(m["kind"]))
     data = tensors.get(f"{spec.key}/{m['storage']}")
     if m["storage"] not in ("gram", "rows") or (data is None and m["rows"]):
@@ -70,7 +70,7 @@ def _stream(m: dict, tensors: dict[str, torch.Tensor]) -> StreamStats:
     return StreamStats(spec, int(m["rows"]), gram, kept, int(m["exp"]))
 
 
-def load_statistics(path: Union[str, os.PathLike]) -> Statistics:
+def load_statistics(path: Union[str, os.PathLike[str]]) -> Statistics:
     tensors, meta = _read(path)
     try:
         streams = {m["key"]: _stream(m, tensors) for m in meta["streams"]}

@@ -13,10 +13,11 @@ applied to another instance of the same model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
+from torch.nn.modules.conv import _ConvNd
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,14 @@ class ConvSpec:
 
     kernel_size: tuple[int, ...]
     stride: tuple[int, ...]
-    padding: object
+    padding: Union[str, tuple[int, ...]]
     dilation: tuple[int, ...]
     groups: int
     padding_mode: str = "zeros"
     mode_padding: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, m: nn.Module) -> "ConvSpec":
+    def of(cls, m: _ConvNd) -> "ConvSpec":
         return cls(tuple(m.kernel_size), tuple(m.stride), m.padding if isinstance(m.padding, str) else tuple(m.padding),
                    tuple(m.dilation), int(m.groups), m.padding_mode, tuple(m._reversed_padding_repeated_twice))
 
@@ -88,7 +89,8 @@ class Target:
         return model.get_submodule(self.path)
 
     def parameter(self, model: nn.Module) -> torch.Tensor:
-        return getattr(self.module(model), self.param)
+        weight: torch.Tensor = getattr(self.module(model), self.param)
+        return weight
 
     def block(self, weight: torch.Tensor) -> torch.Tensor:
         """The projected rows of a full weight (a view)."""
@@ -102,13 +104,13 @@ class Target:
         """fp32 bytes of a full ``[groups, K, K]`` Gram."""
         return self.groups * self.k * self.k * 4
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "param": self.param,
                 "rows": list(self.rows) if self.rows else None, "groups": self.groups, "k": self.k,
                 "stream": self.stream, "kind": self.kind, "unit": self.unit, "shape": list(self.shape),
                 "tied": list(self.tied)}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Target":
+    def from_json(cls, d: dict[str, Any]) -> "Target":
         return cls(d["name"], d["path"], d["param"], tuple(d["rows"]) if d["rows"] else None, int(d["groups"]),
                    int(d["k"]), d["stream"], d["kind"], d["unit"], tuple(d["shape"]), tuple(d["tied"]))

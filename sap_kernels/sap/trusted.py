@@ -204,7 +204,7 @@ class _Selector:
         self.overall.offer(part)
         if classes is None:
             return
-        for c in classes.unique().tolist():
+        for c in torch.unique(classes).tolist():
             pool = self.per_class.setdefault(int(c), _Pool(self.capacity))
             pool.offer(part.select((classes == c).nonzero().squeeze(1)))
 
@@ -253,7 +253,7 @@ class _Selector:
 
 def select_trusted(
     model: nn.Module,
-    loader: Iterable,
+    loader: Iterable[Any],
     *,
     n_trusted: Optional[Union[int, float]] = None,
     class_balanced: Optional[bool] = None,
@@ -334,7 +334,7 @@ def check_loader(loader: Any, name: str) -> None:
         raise TypeError(f"{name} must be an iterable of batches, got {type(loader).__name__}")
 
 
-def known_size(loader: Iterable) -> Optional[int]:
+def known_size(loader: Iterable[Any]) -> Optional[int]:
     """Samples a DataLoader will yield, when that is knowable without iterating it."""
     dataset, bs = getattr(loader, "dataset", None), getattr(loader, "batch_size", None)
     if dataset is None or bs is None or getattr(loader, "batch_sampler", None) is None:

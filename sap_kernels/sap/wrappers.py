@@ -17,7 +17,7 @@ from torch import nn
 _DATA_PARALLEL = (nn.DataParallel, nn.parallel.DistributedDataParallel)
 
 
-def _compiled_type():
+def _compiled_type() -> tuple[type, ...]:
     try:
         from torch._dynamo.eval_frame import OptimizedModule
     except Exception:  # pragma: no cover - torch without dynamo
