@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import os
 import statistics
 import sys
@@ -202,63 +201,72 @@ def run_conv(args, device: torch.device, peaks: dict[str, float]) -> list[dict]:
             batch = int(max(1, min(max_batch, budget // per_sample)))
         for i, (names, s) in enumerate(shapes):
             if time.perf_counter() > deadline:
-                print(f"# time budget reached: {len(shapes) - i} of {len(shapes)} {model} shapes not measured", flush=True)
+                print(f"# time budget reached: {len(shapes) - i} of {len(shapes)} {model} shapes not measured",
+                      flush=True)
                 break
-            x = torch.randn(batch, s.c, s.h, s.h, device=device)
-            o = s.out_size()
-            m = batch * o * o
-            flop = 2.0 * m * s.width**2
-            out = torch.zeros(s.width, s.width, device=device)
-            ref = torch.zeros_like(out)
-            unfold_mm(x, s, ref)
-            methods: list[tuple[str, str, Callable[[], object], str]] = []
-            for prec in ("ieee", "tf32"):
-                tf32 = prec == "tf32"
+            rows += measure_conv_shape(args, device, peaks, model, names, s, batch, syrk, why_not_triton)
+    return rows
 
-                def base(tf32=tf32):
-                    prev = torch.backends.cuda.matmul.allow_tf32
-                    torch.backends.cuda.matmul.allow_tf32 = tf32
-                    try:
-                        unfold_mm(x, s, out)
-                    finally:
-                        torch.backends.cuda.matmul.allow_tf32 = prev
 
-                methods.append(("unfold+mm", prec, base, "fp32" if not tf32 else "tf32"))
-                if not why_not_triton:
-                    g3 = out.view(1, s.width, s.width)
-                    methods.append(("triton", prec, lambda prec=prec, g3=g3: ops.conv_gram(
-                        x, s.k, stride=s.stride, padding=s.pad, out=g3, backend="triton", precision=prec),
-                        "fp32" if not tf32 else "tf32"))
-                shifted = shift_gram.preferred(ops.conv_geometry(x.shape, s.k, s.stride, s.pad))
-                if (args.smoke or shifted) and prec == "ieee":
-                    # On a GPU only where it takes the shift route (no im2col; torch GEMMs).
-                    g3 = out.view(1, s.width, s.width)
-                    methods.append(("torch-shift" if shifted else "torch-backend", prec, lambda g3=g3: ops.conv_gram(
-                        x, s.k, stride=s.stride, padding=s.pad, out=g3, backend="torch"), "fp32"))
-            if syrk is not None:
-                methods.append(("unfold+syrk", "ieee", lambda: syrk(x, s, out), "fp32"))
-            for method, prec, fn, peak_key in methods:
-                try:
-                    out.zero_()
-                    fn()
-                    sym = torch.triu(out) + torch.triu(out, 1).t() if method == "unfold+syrk" else out
-                    diff = ((sym - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
-                    mem = extra_memory_mb(fn, device)
-                    med, lo, hi = bench(fn, device, args.smoke)
-                except Exception as exc:  # one failing method must not hide the others
-                    print(f"# {model} {s} {method}-{prec} failed: {type(exc).__name__}: {exc}")
-                    continue
-                tflops = flop / (med * 1e-3) / 1e12
-                print(f"# {model} {'+'.join(names)[:40]} K={s.width} {method}-{prec}: {med:.3f} ms, "
-                      f"{tflops:.1f} TFLOP/s", flush=True)
-                rows.append(dict(
-                    kind="conv_gram", model=model, layers="+".join(names), count=len(names), batch=batch,
-                    C=s.c, H=s.h, k=s.k, stride=s.stride, pad=s.pad, K=s.width, M=m,
-                    method=method, precision=prec, median_ms=med, p10_ms=lo, p90_ms=hi, tflops=tflops,
-                    pct_peak=100 * tflops / peaks[peak_key], extra_mem_mb=mem,
-                    gram_mb=s.width**2 * 4 / 2**20, rel_diff_vs_unfold_mm=diff,
-                ))
-            del x, out, ref
+def measure_conv_shape(args, device: torch.device, peaks: dict[str, float], model: str, names: list[str],
+                       s: ConvShape, batch: int, syrk: Optional[Callable], why_not_triton: Optional[str]) -> list[dict]:
+    """Every method on one conv shape. Its input and Grams are locals the methods' closures share,
+    freed when this returns (before the next shape allocates its own)."""
+    rows: list[dict] = []
+    x = torch.randn(batch, s.c, s.h, s.h, device=device)
+    o = s.out_size()
+    m = batch * o * o
+    flop = 2.0 * m * s.width**2
+    out = torch.zeros(s.width, s.width, device=device)
+    ref = torch.zeros_like(out)
+    unfold_mm(x, s, ref)
+    methods: list[tuple[str, str, Callable[[], object], str]] = []
+    for prec in ("ieee", "tf32"):
+        tf32 = prec == "tf32"
+
+        def base(tf32=tf32):
+            prev = torch.backends.cuda.matmul.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            try:
+                unfold_mm(x, s, out)
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = prev
+
+        methods.append(("unfold+mm", prec, base, "fp32" if not tf32 else "tf32"))
+        if not why_not_triton:
+            g3 = out.view(1, s.width, s.width)
+            methods.append(("triton", prec, lambda prec=prec, g3=g3: ops.conv_gram(
+                x, s.k, stride=s.stride, padding=s.pad, out=g3, backend="triton", precision=prec),
+                "fp32" if not tf32 else "tf32"))
+        shifted = shift_gram.preferred(ops.conv_geometry(x.shape, s.k, s.stride, s.pad))
+        if (args.smoke or shifted) and prec == "ieee":
+            # On a GPU only where it takes the shift route (no im2col; torch GEMMs).
+            g3 = out.view(1, s.width, s.width)
+            methods.append(("torch-shift" if shifted else "torch-backend", prec, lambda g3=g3: ops.conv_gram(
+                x, s.k, stride=s.stride, padding=s.pad, out=g3, backend="torch"), "fp32"))
+    if syrk is not None:
+        methods.append(("unfold+syrk", "ieee", lambda: syrk(x, s, out), "fp32"))
+    for method, prec, fn, peak_key in methods:
+        try:
+            out.zero_()
+            fn()
+            sym = torch.triu(out) + torch.triu(out, 1).t() if method == "unfold+syrk" else out
+            diff = ((sym - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+            mem = extra_memory_mb(fn, device)
+            med, lo, hi = bench(fn, device, args.smoke)
+        except Exception as exc:  # one failing method must not hide the others
+            print(f"# {model} {s} {method}-{prec} failed: {type(exc).__name__}: {exc}")
+            continue
+        tflops = flop / (med * 1e-3) / 1e12
+        print(f"# {model} {'+'.join(names)[:40]} K={s.width} {method}-{prec}: {med:.3f} ms, "
+              f"{tflops:.1f} TFLOP/s", flush=True)
+        rows.append(dict(
+            kind="conv_gram", model=model, layers="+".join(names), count=len(names), batch=batch,
+            C=s.c, H=s.h, k=s.k, stride=s.stride, pad=s.pad, K=s.width, M=m,
+            method=method, precision=prec, median_ms=med, p10_ms=lo, p90_ms=hi, tflops=tflops,
+            pct_peak=100 * tflops / peaks[peak_key], extra_mem_mb=mem,
+            gram_mb=s.width**2 * 4 / 2**20, rel_diff_vs_unfold_mm=diff,
+        ))
     return rows
 
 
