@@ -45,7 +45,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {args.threads} threads, fp32, median of 5 calls")
-    print(f"{'conv input':<32} {'im2col ms':>9} {'shift ms':>9} {'speed-up':>8} {'MAC ratio':>9} {'picked':>7} {'rel diff':>9}")
+    print(f"{'conv input':<32} {'im2col ms':>9} {'shift ms':>9} {'speed-up':>8} {'MAC ratio':>9} {'picked':>7} "
+          f"{'rel diff':>9}")
     preferred = shift_gram.preferred
     for n, c, h, k, pad in CASES:
         x = torch.randn(n, c, h, h)

@@ -52,7 +52,8 @@ def main() -> None:
         peak = torch.cuda.max_memory_allocated() / 2**30
         name = f"{backend or 'auto (triton)'}, {solver}"
         results[(backend, solver)] = dict(res.model.named_parameters())
-        print(f"{name:<22} wall {wall:7.2f} s  peak GPU mem {peak:6.2f} GiB  " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
+        print(f"{name:<22} wall {wall:7.2f} s  peak GPU mem {peak:6.2f} GiB  "
+              + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
 
     def worst(a, b):
         return max(float((a[n] - b[n]).norm() / b[n].norm()) for n in a if n.endswith("weight"))

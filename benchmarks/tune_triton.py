@@ -29,6 +29,7 @@ if "--smoke" in sys.argv and not torch.cuda.is_available():
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_gram import ConvShape, bench  # noqa: E402
+
 from sap_kernels import ops  # noqa: E402
 from sap_kernels.kernels.triton import conv_gram as tconv  # noqa: E402
 

@@ -74,7 +74,8 @@ def table(runs: Sequence[dict]) -> str:
             g = gap(v, statistics.fmean(RULES[n](r) for r in rs), t)
             per_rule[n].append(g)
             cells.append(f"{100 * g:.0f}")
-        lines.append(f"| {ds} | {noise} {rate:.0%} | {len(rs)} | {100 * v:.1f} | {100 * t:.1f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {ds} | {noise} {rate:.0%} | {len(rs)} | {100 * v:.1f} | {100 * t:.1f} | "
+                     + " | ".join(cells) + " |")
     for label, fn in (("mean", statistics.fmean), ("worst", min)):
         lines.append(f"| **{label}** | | | | | " + " | ".join(f"{100 * fn(per_rule[n]):.0f}" for n in names) + " |")
     return "\n".join(lines)

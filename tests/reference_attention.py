@@ -43,7 +43,10 @@ def attention_rows(mha: nn.MultiheadAttention, q, k, v, key_padding_mask=None, a
     l_, n, _ = big_q.shape
     s = big_k.shape[0]
     d = e // h
-    split = lambda t, length: t.reshape(length, n, h, d).permute(1, 2, 0, 3)  # [N, H, L, d]
+
+    def split(t: torch.Tensor, length: int) -> torch.Tensor:
+        return t.reshape(length, n, h, d).permute(1, 2, 0, 3)  # [N, H, L, d]
+
     qh, kh, vh = split(big_q, l_), split(big_k, s), split(big_v, s)
     scores = qh @ kh.transpose(-1, -2) / d**0.5  # [N, H, L, S]
     am = _additive(attn_mask, torch.float64)

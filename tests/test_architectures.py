@@ -111,7 +111,8 @@ def reference_weights(model: nn.Module, inputs: torch.Tensor, alpha: float, name
         if owner is None:
             continue
         calls = att[owner]
-        part = "out" if t.endswith("out_proj") else ("q" if t.endswith("in_proj_weight") else t[-2] if "[" in t else t.rsplit(".", 1)[1][0])
+        part = "out" if t.endswith("out_proj") else (
+            "q" if t.endswith("in_proj_weight") else t[-2] if "[" in t else t.rsplit(".", 1)[1][0])
         idx = "qkvo".index(part[0])
         r = torch.cat([c[0][idx] for c in calls])[None]
         out[t] = svd_project(weight_of(model, t), r, alpha)

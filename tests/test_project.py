@@ -120,7 +120,8 @@ def test_trusted_samples_are_the_lowest_loss_ones(mixed):
         losses = nn.functional.cross_entropy(model.eval()(x), y, reduction="none")
     expected = set(torch.sort(losses, stable=True).indices[:20].tolist())
     assert set(res.trusted_indices.tolist()) == expected
-    res_b = sap_kernels.project(model, loader(x, y, bs=7), alpha=10.0, n_trusted=21, class_balanced=True, progress=False)
+    res_b = sap_kernels.project(model, loader(x, y, bs=7), alpha=10.0, n_trusted=21, class_balanced=True,
+                                progress=False)
     counts = torch.bincount(y[res_b.trusted_indices], minlength=7)
     for c in range(7):
         avail = int((y == c).sum())
@@ -179,7 +180,8 @@ def test_unused_and_unsupported_layers_are_reported():
 
 def test_layer_selection_by_name_pattern_and_type(mixed):
     model, x, y = mixed
-    res = sap_kernels.project(model, loader(x, y), alpha=10.0, n_trusted=64, layers=["c*"], skip=[nn.Conv3d], progress=False)
+    res = sap_kernels.project(model, loader(x, y), alpha=10.0, n_trusted=64, layers=["c*"], skip=[nn.Conv3d],
+                              progress=False)
     assert sorted(r.name for r in res.layers) == ["c1", "c1d", "c2"]
     assert torch.equal(res.model.head.weight, model.head.weight)
     with pytest.raises(ValueError, match="matched no Linear/Conv"):
