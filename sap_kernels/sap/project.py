@@ -113,34 +113,19 @@ def _training_data(trusted: TrustedSet, s: Settings) -> tuple[SampleSet, str]:
 
 
 def project(
-    model: nn.Module,
-    loader: Iterable[Any],
-    *,
-    val_loader: Optional[Iterable[Any]] = None,
-    alpha: Optional[float] = None,
-    alphas: Optional[Sequence[float]] = None,
-    n_trusted: Optional[Union[int, float]] = None,
-    class_balanced: Optional[bool] = None,
-    strategy: str = "loss",
+    model: nn.Module, loader: Iterable[Any], *,
+    val_loader: Optional[Iterable[Any]] = None, alpha: Optional[float] = None, alphas: Optional[Sequence[float]] = None,
+    n_trusted: Optional[Union[int, float]] = None, class_balanced: Optional[bool] = None, strategy: str = "loss",
     layers: Optional[Union[Selector, Iterable[Selector]]] = None,
-    skip: Optional[Union[Selector, Iterable[Selector]]] = None,
-    skip_head: bool = False,
-    inplace: bool = False,
-    progress: bool = True,
-    holdout: Optional[float] = None,
-    max_holdout: int = 5_000,
-    seed: int = 0,
-    batch_size: Optional[int] = None,
-    eig_dtype: Optional[torch.dtype] = None,
-    solver: str = "auto",
+    skip: Optional[Union[Selector, Iterable[Selector]]] = None, skip_head: bool = False,
+    inplace: bool = False, progress: bool = True,
+    holdout: Optional[float] = None, max_holdout: int = 5_000, seed: int = 0,
+    batch_size: Optional[int] = None, eig_dtype: Optional[torch.dtype] = None, solver: str = "auto",
     backend: Optional[str] = None,
-    loss_fn: Optional[PerSample] = None,
-    score_fn: Optional[PerSample] = None,
+    loss_fn: Optional[PerSample] = None, score_fn: Optional[PerSample] = None,
     row_mask: Optional[RowMaskFn] = attention_mask_rows,
-    batch_fn: Optional[batches.Splitter] = None,
-    input_key: Optional[Union[str, Sequence[str]]] = None,
-    label_key: Optional[str] = None,
-    dry_run: bool = False,
+    batch_fn: Optional[batches.Splitter] = None, input_key: Optional[Union[str, Sequence[str]]] = None,
+    label_key: Optional[str] = None, dry_run: bool = False,
 ) -> SAPResult:
     """Correct a classifier trained on noisy labels with Scaled Activation Projection.
 
@@ -194,6 +179,23 @@ def project(
         ``SAPResult``: ``.model``, ``.alpha``, ``.scores``, ``.layers``, ``.skipped``, ``.rule``,
         ``.warnings``, ``.notices``, ...
     """
+    _check_inputs(dry_run, model, loader, val_loader)
+    s = settings(alpha=alpha, alphas=alphas, n_trusted=n_trusted, class_balanced=class_balanced, strategy=strategy,
+                 solver=solver, eig_dtype=eig_dtype, batch_size=batch_size, holdout=holdout, max_holdout=max_holdout,
+                 seed=seed, backend=backend, inplace=inplace, progress=progress, skip_head=skip_head)
+    _check_sweep(s, val_loader, loss_fn, score_fn)
+    kw = dict(layers=layers, skip=skip, loss_fn=loss_fn, score_fn=score_fn, row_mask=row_mask,
+              split=dict(batch_fn=batch_fn, input_key=input_key, label_key=label_key))
+    returned, target, _ = working_copy(model, s.inplace)
+    if not discover(target, layers, skip).units:
+        raise nothing_to_project(discover(target, layers, skip))
+    with eval_modes(target):
+        return _run(returned, target, loader, val_loader, s, kw)
+
+
+def _check_inputs(dry_run: object, model: object, loader: Iterable[Any],
+                  val_loader: Optional[Iterable[Any]]) -> None:
+    """``project``'s checks of what it was given to work on, before its options are checked."""
     if dry_run is not False:
         raise TypeError("project(dry_run=True) was replaced by sap_kernels.plan(model, loader, ...), "
                         "which returns a Plan")
@@ -202,21 +204,16 @@ def project(
     check_loader(loader, "loader")
     if val_loader is not None:
         check_loader(val_loader, "val_loader")
-    s = settings(alpha=alpha, alphas=alphas, n_trusted=n_trusted, class_balanced=class_balanced, strategy=strategy,
-                 solver=solver, eig_dtype=eig_dtype, batch_size=batch_size, holdout=holdout, max_holdout=max_holdout,
-                 seed=seed, backend=backend, inplace=inplace, progress=progress, skip_head=skip_head)
+
+
+def _check_sweep(s: Settings, val_loader: Optional[Iterable[Any]], loss_fn: Optional[PerSample],
+                 score_fn: Optional[PerSample]) -> None:
+    """What choosing alpha needs, once the options are checked: a score, and data to score on."""
     if s.sweeping and loss_fn is not None and score_fn is None:
         raise ValueError("loss_fn= was given without score_fn=: choosing alpha needs a per-sample score "
                          "(output, labels) -> [B] (or pass alpha=)")
     if s.sweeping and val_loader is None and s.holdout == 0:
         raise ValueError("choosing alpha needs validation data: pass val_loader, alpha, or holdout=None / > 0")
-    kw = dict(layers=layers, skip=skip, loss_fn=loss_fn, score_fn=score_fn, row_mask=row_mask,
-              split=dict(batch_fn=batch_fn, input_key=input_key, label_key=label_key))
-    returned, target, _ = working_copy(model, s.inplace)
-    if not discover(target, layers, skip).units:
-        raise nothing_to_project(discover(target, layers, skip))
-    with eval_modes(target):
-        return _run(returned, target, loader, val_loader, s, kw)
 
 
 def _run(returned: nn.Module, target: nn.Module, loader: Iterable[Any], val_loader: Optional[Iterable[Any]],
