@@ -185,6 +185,7 @@ def test_bert_matches_float64_reference_without_padding_rows(tokenizer, text_fea
     ref = reference_weights(model, subset_batches(list(loader), res.trusted_indices), names, ALPHA)
     mods = dict(res.model.named_modules())
     errors = {n: rel(mods[n].weight, ref[n]) for n in names}
+    print(f"max rel error {max(errors.values()):.1e} over {len(errors)} weights")
     assert max(errors.values()) < TOL, errors
 
 
@@ -289,4 +290,5 @@ def test_vit_for_image_classification_matches_float64_reference():
     ref = reference_weights(model, list(loader), names, ALPHA)
     mods = dict(res.model.named_modules())
     errors = {n: rel(mods[n].weight, ref[n]) for n in names}
+    print(f"max rel error {max(errors.values()):.1e} over {len(errors)} weights")
     assert max(errors.values()) < TOL, errors
