@@ -17,6 +17,11 @@ projection at ``--alpha``; at each ``--authors-n``), ``project-solve`` (fixed al
 Cholesky solve per layer: the default when alpha is given), ``project-eigh`` (fixed alpha through
 the eigendecomposition), ``project-sweep`` (``project`` without alpha: eigendecomposition and the
 default 25-alpha sweep, scored, as the plain call does, on the given samples).
+
+Both rank only the samples they are given (``--n`` / ``--authors-n``, all of them trusted); on a
+real training set both rank every training sample: ``project`` with one forward pass per sample,
+the published code with ten curvature probes of two forward passes and one backward pass each.
+The published phases printed separate the ranking from the rest.
 """
 from __future__ import annotations
 
