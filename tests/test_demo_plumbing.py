@@ -131,5 +131,19 @@ def test_cli_help_lists_demo(capsys):
         main(["demo", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "--noise-rate" in out and "--n-trusted" in out
+    assert "--noise-rate" in out and "--n-trusted" in out and "--threads" in out
+    assert out.startswith("usage: sap-kernels demo")
     assert main([]) == 2
+
+
+def test_summary_of_one_seed_has_no_spread_line():
+    from sap_kernels.demo.experiment import ExperimentConfig, ExperimentResult
+    from sap_kernels.demo.report import format_summary
+
+    acc = {"vanilla": 0.8, "sap": 0.9, "sap_default": 0.88, "retrain": 1.0}
+    one = ExperimentResult(ExperimentConfig(seed=3), acc, 100.0, {}, 0.25, {}, 316.0)
+    text = format_summary([one])
+    assert "±" not in text and "seeds [3]" in text
+    assert "gap closed by SAP without validation data: 40%" in text
+    two = format_summary([one, ExperimentResult(ExperimentConfig(seed=4), acc, 100.0, {}, 0.25, {}, 316.0)])
+    assert "± 0.00" in two and "per seed" in two

@@ -112,7 +112,7 @@ def test_integral_counts_of_any_type(small):
     (dict(alphas=[1.0], solver="solve"), ValueError, "needs one fixed alpha"),
     (dict(alpha=1.0, strategy="best"), ValueError, "strategy must be one of"),
     (dict(alpha=1.0, inplace=1), TypeError, "inplace must be True or False"),
-    (dict(alpha=1.0, holdout=1.5), ValueError, "holdout must be a fraction"),
+    (dict(alpha=1.0, holdout=1.5), ValueError, "holdout must be None or a fraction"),
     (dict(alpha=1.0, backend="bogus"), ValueError, "bogus"),
     (dict(alpha=1.0, class_balanced="yes"), TypeError, "class_balanced must be True or False"),
     (dict(alpha=1.0, batch_fn=3), TypeError, "batch_fn must be callable"),

@@ -186,7 +186,8 @@ def test_binary_model_ranks_by_bce_and_scores_at_threshold_zero(squeeze):
     model = nn.Sequential(body, nn.Flatten(0)) if squeeze else body
     x = torch.randn(60, 4)
     y = (x[:, 0] > 0).long()
-    res = sap_kernels.project(model, loader(x, y), n_trusted=20, val_loader=loader(x, y), progress=False)
+    res = sap_kernels.project(model, loader(x, y), n_trusted=20, class_balanced=False, val_loader=loader(x, y),
+                              progress=False)
     with torch.no_grad():
         logit = body(x).reshape(-1)
     bce = nn.functional.binary_cross_entropy_with_logits(logit, y.float(), reduction="none")

@@ -128,3 +128,19 @@ def test_project_dry_run_points_to_plan(data):
     model, x, y = data
     with pytest.raises(TypeError, match="sap_kernels.plan"):
         sap_kernels.project(model, loader(x, y), dry_run=True)
+
+
+def test_readme_first_call_on_a_500_sample_loader():
+    """The README's five-minute snippet, as written, on a loader of 500 samples."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 4))
+    x, y = torch.randn(600, 3, 4), torch.randint(0, 4, (600,))
+    train_loader = DataLoader(TensorDataset(x[:500], y[:500]), batch_size=64, shuffle=True)
+    val_loader = DataLoader(TensorDataset(x[500:], y[500:]), batch_size=64)
+
+    res = sap_kernels.project(model, train_loader, val_loader=val_loader)
+    assert res.model is not model and res.alpha in res.scores
+    assert len(res.trusted_indices) == 125 and any("125" in n for n in res.notices)
+    assert "alpha" in repr(res)
+    plain = sap_kernels.project(model, train_loader, progress=False)  # without validation data, too
+    assert plain.rule and "training samples" in plain.validation

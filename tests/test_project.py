@@ -115,7 +115,8 @@ def test_callers_model_is_untouched_and_inplace_writes(mixed):
 
 def test_trusted_samples_are_the_lowest_loss_ones(mixed):
     model, x, y = mixed
-    res = sap_kernels.project(model, loader(x, y, bs=7), alpha=10.0, n_trusted=20, progress=False)
+    res = sap_kernels.project(model, loader(x, y, bs=7), alpha=10.0, n_trusted=20, class_balanced=False,
+                              progress=False)
     with torch.no_grad():
         losses = nn.functional.cross_entropy(model.eval()(x), y, reduction="none")
     expected = set(torch.sort(losses, stable=True).indices[:20].tolist())

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -112,3 +113,29 @@ class SAPResult:
 
     def __repr__(self) -> str:
         return self.summary()
+
+    def save_report(self, directory: Union[str, "os.PathLike[str]"]) -> str:
+        """Write ``index.html`` (alpha sweep and per-layer spectra as PNG figures, layer and skip
+        tables, timings) and ``report.json`` into ``directory``; returns the page's path. Needs
+        matplotlib."""
+        from ..report import save_report
+
+        return save_report(self, directory)
+
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Write the corrected model's weights to ``path`` (safetensors; tied weights once, as
+        ``safetensors.torch.save_model`` does) and the report's data to ``path + ".json"``.
+
+        Load them back with ``safetensors.torch.load_model(model, path)``.
+        """
+        import json
+
+        from safetensors.torch import save_model
+
+        from ..report.data import report_data
+        from .wrappers import unwrap
+
+        inner, _ = unwrap(self.model)
+        save_model(inner, os.fspath(path))
+        with open(os.fspath(path) + ".json", "w") as f:
+            json.dump(report_data(self), f, indent=1)
