@@ -71,6 +71,9 @@ class ExperimentResult:
     noise_rate: float
     seconds: dict[str, float]
     alpha_default: float = math.nan
+    default_rule: str = ""
+    default_warnings: tuple[str, ...] = ()
+    default_notices: tuple[str, ...] = ()
 
     @property
     def gap_closed(self) -> float:
@@ -178,5 +181,6 @@ def run_experiment(
         clean_model = timed("retrain", lambda: train_clean(data, config, progress))
     acc["retrain"] = accuracy(clean_model, s.x_test, s.y_test)
     return ExperimentResult(
-        config, acc, float(sap.alpha), dict(sap.scores), data.train_noise.rate, seconds, float(plain.alpha)
+        config, acc, float(sap.alpha), dict(sap.scores), data.train_noise.rate, seconds, float(plain.alpha),
+        plain.rule, tuple(plain.warnings), tuple(plain.notices),
     )
