@@ -332,7 +332,7 @@ _DIST_SCRIPT = textwrap.dedent("""
         ref = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
         ref.load_state_dict(start)
         res = sap_kernels.project(ref, DataLoader(data, batch_size=5), val_loader=DataLoader(val, batch_size=5),
-                                  alphas=[1.0, 10.0, 100.0], n_trusted=40, progress=False)
+                                  alphas=[1.0, 10.0, 100.0], n_trusted=40, progress=False, distributed=False)
         torch.save(dict(weights=res.model.state_dict(), alpha=res.alpha), os.path.join(out, "expected.pt"))
     dist.destroy_process_group()
 """)

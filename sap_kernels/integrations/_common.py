@@ -165,7 +165,9 @@ def run_sap(model: nn.Module, loader: Iterable[Any], val_loader: Optional[Iterab
 
 def _run(model: nn.Module, loader: Iterable[Any], val_loader: Optional[Iterable[Any]], kwargs: dict[str, Any],
          report_dir: Optional[Union[str, "os.PathLike[str]"]]) -> Outcome:
-    result = project(model, loader, val_loader=val_loader, inplace=True, **kwargs)
+    # distributed=False: this runs on one process (rank 0 alone under torch.distributed, which then
+    # broadcasts the weights); project must not wait for the other ranks in its own collectives.
+    result = project(model, loader, val_loader=val_loader, inplace=True, **{**kwargs, "distributed": False})
     report = None
     if report_dir is not None:
         from ..report import save_report

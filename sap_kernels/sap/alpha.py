@@ -23,6 +23,7 @@ from torch import nn
 
 from . import batches
 from .apply import projectors_from_spectra
+from .distributed import ProcessGroup, resolve_ranks
 from .evaluation import Validation, best_alpha, check_alphas, default_alphas, smoothed_scores, sweep
 from .guards import eval_modes
 from .objective import Objective, PerSample
@@ -115,6 +116,8 @@ def choose_alpha(
     label_key: Optional[str] = None,
     backend: Optional[str] = None,
     progress: bool = True,
+    process_group: Optional[ProcessGroup] = None,
+    distributed: Optional[bool] = None,
 ) -> AlphaChoice:
     """Phase 4: score the projection at every alpha of a grid on ``val_loader`` and pick one.
 
@@ -131,6 +134,8 @@ def choose_alpha(
         chance: the score of a constant prediction (``1 / classes`` for accuracy), for the
             plateau rule's collapse guard.
         score_fn: per-sample score ``(output, labels) -> [B]`` (default: accuracy).
+        process_group, distributed: under torch.distributed each rank passes its own shard of the
+            validation data and every score is summed over the ranks, so every rank picks the same.
     Returns:
         ``AlphaChoice``.
     """
@@ -141,7 +146,8 @@ def choose_alpha(
     inner, _ = unwrap(model)
     with eval_modes(inner):
         projectors = projectors_from_spectra(inner, spectra, backend)
-        scores = sweep(inner, projectors, grid, data, device_of(inner), Objective(score_fn=score_fn), progress)
+        scores = sweep(inner, projectors, grid, data, device_of(inner), Objective(score_fn=score_fn), progress,
+                       resolve_ranks(process_group, distributed))
     fitted = memorised is True or (memorised == "auto" and scores[math.inf] >= MEMORISED_SCORE)
     if not fitted:
         return AlphaChoice(best_alpha(scores), scores, "best validation score, smoothed over +-0.5 decade")

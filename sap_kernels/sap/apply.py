@@ -14,7 +14,9 @@ from torch import nn
 
 from ..ops.scales import check_alpha
 from .params import WeightAccess, weight_access
-from .spectra import Spectra, decompose_stream, stream_names
+from .. import ops
+from .distributed import Ranks, agreed, lpt_assignment
+from .spectra import Spectra, check_finite, decompose_stream, stream_names
 from .spectrum import Spectrum
 from .statistics import Statistics, StreamStats
 from .targets import Target
@@ -77,19 +79,22 @@ def projectors_from_spectra(model: nn.Module, spectra: Spectra, backend: Optiona
 
 
 def projectors_from_statistics(model: nn.Module, stats: Statistics, alpha: float, solver: str = "auto",
-                               backend: Optional[str] = None,
-                               eig_dtype: Optional[torch.dtype] = None) -> list[Projector]:
-    """Fixed-alpha projectors: the Cholesky route per Gram (``solver != "eigh"``), else spectra."""
+                               backend: Optional[str] = None, eig_dtype: Optional[torch.dtype] = None,
+                               ranks: Optional[Ranks] = None) -> list[Projector]:
+    """Fixed-alpha projectors: the Cholesky route per Gram (``solver != "eigh"``), else spectra.
+    With ``ranks`` the solves are split over the ranks (longest-processing-time on ``g K^3``) and
+    each projected block is broadcast from the rank that solved it."""
+    grams = {t.name: _solve_gram(stats.streams[t.stream]) if solver != "eigh" and not math.isinf(alpha) else None
+             for t in stats.targets}
+    solved = agreed(ranks, "the fixed-alpha solves", lambda: _split_solves(model, stats, grams, alpha, ranks))
     out: list[Projector] = []
     spectra: dict[str, Spectrum] = {}
     for t in stats.targets:
         s = stats.streams[t.stream]
-        gram = _solve_gram(s) if solver != "eigh" and not math.isinf(alpha) else None
+        gram = grams[t.name]
         if gram is not None:
-            from .spectra import check_finite
-
-            check_finite(gram, "Gram", stream_names(stats.targets, t.stream))
-            out.append(SolveProjector(t, _access(model, t), gram, alpha))
+            result = solved.get(t.name) if ranks is None else _share(model, solved.get(t.name), t, ranks, stats, grams)
+            out.append(SolveProjector(t, _access(model, t), gram, alpha, result))
             continue
         if t.stream not in spectra:
             spectra[t.stream] = decompose_stream(s, stream_names(stats.targets, t.stream), eig_dtype)
@@ -97,14 +102,50 @@ def projectors_from_statistics(model: nn.Module, stats: Statistics, alpha: float
     return out
 
 
-def write_all(projectors: list[Projector], alpha: float) -> None:
-    """Every projection at ``alpha`` computed first, then written; restored on any failure."""
-    new = [p.projected(alpha) for p in projectors]
+def _solve_owners(stats: Statistics, grams: dict[str, Optional[torch.Tensor]], size: int) -> dict[str, int]:
+    names = [t.name for t in stats.targets if grams[t.name] is not None]
+    costs = [float(t.groups * t.k ** 3) for t in stats.targets if grams[t.name] is not None]
+    return dict(zip(names, lpt_assignment(costs, size)))
+
+
+def _split_solves(model: nn.Module, stats: Statistics, grams: dict[str, Optional[torch.Tensor]], alpha: float,
+                  ranks: Optional[Ranks]) -> dict[str, torch.Tensor]:
+    """This rank's share of the projected blocks ``[groups, out_g, K]`` (all of them alone)."""
+    owners = _solve_owners(stats, grams, 1 if ranks is None else ranks.size)
+    out = {}
+    for t in stats.targets:
+        gram = grams[t.name]
+        if gram is None or (ranks is not None and owners[t.name] != ranks.rank):
+            continue
+        check_finite(gram, "Gram", stream_names(stats.targets, t.stream))
+        w = _access(model, t).read()
+        out[t.name] = ops.gram_projection(w.reshape(t.groups, w.shape[0] // t.groups, t.k), gram, alpha)
+    return out
+
+
+def _share(model: nn.Module, mine: Optional[torch.Tensor], t: Target, ranks: Ranks, stats: Statistics,
+           grams: dict[str, Optional[torch.Tensor]]) -> torch.Tensor:
+    """The projected block of ``t`` from the rank that solved it (``mine`` on that rank)."""
+    owner = _solve_owners(stats, grams, ranks.size)[t.name]
+    w = _access(model, t).read()  # the result has the weight's shape, dtype and device
+    like = mine if mine is not None else torch.empty(t.groups, w.shape[0] // t.groups, t.k, dtype=w.dtype,
+                                                     device=w.device)
+    return ranks.broadcast(like, owner)
+
+
+def write_all(projectors: list[Projector], alpha: float, ranks: Optional[Ranks] = None) -> None:
+    """Every projection at ``alpha`` computed first (agreed over the ranks), then written; any
+    failure, on this rank or another, restores what was written."""
+    new = agreed(ranks, "computing the projected weights", lambda: [p.projected(alpha) for p in projectors])
     done: list[Projector] = []
-    try:
+
+    def write() -> None:
         for p, w in zip(projectors, new):
             done.append(p)
             p.access.write(w)
+
+    try:
+        agreed(ranks, "writing the weights", write)
     except BaseException:
         for p in done:
             p.restore()

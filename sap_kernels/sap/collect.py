@@ -13,9 +13,11 @@ from tqdm.auto import tqdm
 
 from . import batches
 from .capture import GramCollector
+from .distributed import ProcessGroup, Ranks, agreed, resolve_ranks
 from .guards import eval_modes
 from .head import find_head
 from .layers import Discovery, LayerUnit, Selector, discover
+from .merge import merge_streams
 from .samples import SampleSet
 from .statistics import Statistics, StreamStats
 from .trusted import TrustedSet, check_count, check_loader
@@ -52,11 +54,16 @@ def _batches(trusted: Any, split: batches.Splitter, batch_size: Optional[int]) -
 def drop_head(model: nn.Module, disc: Discovery, inputs: Any) -> str:
     """Find the classifier head on ``inputs`` and remove it (and layers tied to it) from ``disc``."""
     head = find_head(model, disc.units, batches.slice_rows(inputs, 0, 2))
+    drop_unit(disc, head)
+    return head
+
+
+def drop_unit(disc: Discovery, head: str) -> None:
+    """Remove the unit named ``head`` (and layers tied to it) from ``disc``, recording why."""
     disc.skipped.append((head, "classifier head (skip_head=True)"))
     # the head is a Linear/Conv unit (find_head hooks no other kind)
     stream = next((u.stream for u in disc.units if isinstance(u, LayerUnit) and u.name == head), head)
     disc.units = [u for u in disc.units if getattr(u, "stream", u.name) != stream]
-    return head
 
 
 def statistics_of(collector: GramCollector, disc: Discovery, head: Optional[str], n_samples: int,
@@ -98,6 +105,8 @@ def collect(
     input_key: Optional[Union[str, list[str]]] = None,
     label_key: Optional[str] = None,
     progress: bool = True,
+    process_group: Optional[ProcessGroup] = None,
+    distributed: Optional[bool] = None,
 ) -> Statistics:
     """Phase 2: the Gram (or, while fewer than ``K``, the rows) of every selected layer's input.
 
@@ -113,8 +122,11 @@ def collect(
             input's ``attention_mask``; None: every row.
         batch_fn, input_key, label_key: how a loader batch becomes ``(inputs, labels)``.
         progress: a tqdm bar over the batches.
+        process_group, distributed: under torch.distributed each rank collects its own samples
+            (none is fine) and every rank ends with the statistics of all of them (see
+            ``select_trusted``).
     Returns:
-        ``Statistics``.
+        ``Statistics`` (the same on every rank).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -122,6 +134,7 @@ def collect(
         batch_size = check_count(batch_size, "batch_size")
     if row_mask is not None and not callable(row_mask):
         raise TypeError(f"row_mask must be a function inputs -> [B, T] bool mask, or None; got {row_mask!r}")
+    ranks = resolve_ranks(process_group, distributed)
     inner, _ = unwrap(model)
     split = batches.make_splitter(batch_fn, input_key, label_key)
     disc = discover(inner, layers, skip)
@@ -129,23 +142,63 @@ def collect(
         raise nothing_to_project(disc)
     device = device_of(inner)
     stream = _batches(trusted, split, batch_size)
-    head, n = None, 0
-    with eval_modes(inner):
-        first = next(stream, None)
-        if first is None:
-            raise ValueError("collect: there are no samples to collect statistics on")
-        if skip_head:
-            head = drop_head(inner, disc, batches.to_device(first, device))
-        collector = GramCollector(disc.units, backend=backend)
-        with collector, torch.no_grad():
-            for inputs in tqdm(_chain(first, stream), desc="SAP: collecting activations", disable=not progress,
-                               leave=False):
-                collector.row_mask = row_mask(inputs) if row_mask is not None else None
-                batches.call_model(inner, batches.to_device(inputs, device))
-                n += batches.batch_len(inputs)
+    first = agreed(ranks, "reading the trusted samples", lambda: next(stream, None))
+    head = _head(inner, disc, first, device, ranks) if skip_head else None
+    run = _Run(inner, disc, row_mask, device, backend, progress)
+    collector, n = agreed(ranks, "collecting activations", lambda: run.collect(first, stream))
     indices = trusted.indices if isinstance(trusted, (TrustedSet, SampleSet)) else torch.arange(n)
+    if ranks is not None:
+        agreed(ranks, "merging statistics", lambda: merge_streams(collector, ranks, device))
+        n = sum(ranks.all_gather_ints(n))
+        if not isinstance(trusted, (TrustedSet, SampleSet)):
+            indices = torch.arange(n)  # a plain loader: every sample, in rank order
+        else:
+            indices = torch.sort(torch.cat(ranks.gather_rows(indices))).values
+    elif first is None:
+        raise ValueError("collect: there are no samples to collect statistics on")
     notices = list(trusted.notices) if isinstance(trusted, TrustedSet) else []
     return statistics_of(collector, disc, head, n, indices, notices)
+
+
+def _head(model: nn.Module, disc: Discovery, first: Any, device: torch.device, ranks: Optional[Ranks]) -> str:
+    """Find and drop the classifier head (from a rank that has samples, the same on every rank)."""
+    def local() -> Optional[str]:
+        if first is None:
+            return None
+        with eval_modes(model):
+            return find_head(model, disc.units, batches.slice_rows(batches.to_device(first, device), 0, 2))
+
+    name = agreed(ranks, "finding the classifier head", local)
+    if ranks is not None:
+        names: list[Optional[str]] = [None] * ranks.size
+        torch.distributed.all_gather_object(names, name, group=ranks.group)
+        name = next((x for x in names if x is not None), None)
+    if name is None:
+        raise ValueError("skip_head=True: there are no samples to find the classifier head with")
+    drop_unit(disc, name)
+    return name
+
+
+class _Run:
+    """One collection pass over this rank's trusted samples."""
+
+    def __init__(self, model: nn.Module, disc: Discovery, row_mask: Optional[RowMaskFn], device: torch.device,
+                 backend: Optional[str], progress: bool):
+        self.model, self.disc, self.row_mask, self.device = model, disc, row_mask, device
+        self.backend, self.progress = backend, progress
+
+    def collect(self, first: Any, rest: Iterator[Any]) -> tuple[GramCollector, int]:
+        collector = GramCollector(self.disc.units, backend=self.backend)
+        n = 0
+        if first is None:
+            return collector, 0
+        with eval_modes(self.model), collector, torch.no_grad():
+            for inputs in tqdm(_chain(first, rest), desc="SAP: collecting activations", disable=not self.progress,
+                               leave=False):
+                collector.row_mask = self.row_mask(inputs) if self.row_mask is not None else None
+                batches.call_model(self.model, batches.to_device(inputs, self.device))
+                n += batches.batch_len(inputs)
+        return collector, n
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:

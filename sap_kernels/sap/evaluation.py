@@ -15,6 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import batches
+from .distributed import Ranks, agreed
 from .objective import Objective
 from .weights import Projector
 
@@ -42,9 +43,9 @@ class Validation:
 
 
 @torch.no_grad()
-def score(model: nn.Module, data: Iterable[tuple[Any, torch.Tensor]], device: torch.device,
-          objective: Objective) -> float:
-    """Mean per-sample score of ``model`` (in eval mode) over ``data`` (accuracy by default)."""
+def _local_score(model: nn.Module, data: Iterable[tuple[Any, torch.Tensor]], device: torch.device,
+                 objective: Objective) -> tuple[float, int]:
+    """Sum of per-sample scores and the number of samples on this process's data."""
     total, count = 0.0, 0
     for b, (inputs, labels) in enumerate(data):
         if labels.dim() == 0:
@@ -56,6 +57,17 @@ def score(model: nn.Module, data: Iterable[tuple[Any, torch.Tensor]], device: to
         output = batches.call_model(model, batches.to_device(inputs, device))
         total += float(objective.scores(output, labels, b).double().sum())
         count += n
+    return total, count
+
+
+def score(model: nn.Module, data: Iterable[tuple[Any, torch.Tensor]], device: torch.device,
+          objective: Objective, ranks: Optional[Ranks] = None) -> float:
+    """Mean per-sample score of ``model`` (in eval mode) over ``data`` (accuracy by default);
+    with ``ranks``, over every rank's data (each rank passes its own shard)."""
+    total, count = agreed(ranks, "scoring the validation data", lambda: _local_score(model, data, device, objective))
+    if ranks is not None:
+        sums = ranks.all_reduce(torch.tensor([total, float(count)], dtype=torch.float64))
+        total, count = float(sums[0]), int(sums[1])
     if count == 0:
         raise ValueError("the validation data yielded no samples")
     return total / count
@@ -68,20 +80,24 @@ def default_alphas() -> list[float]:
 
 
 def sweep(model: nn.Module, projectors: Sequence[Projector], alphas: Sequence[float],
-          data: Iterable[tuple[Any, torch.Tensor]],
-          device: torch.device, objective: Objective, progress: bool) -> dict[float, float]:
+          data: Iterable[tuple[Any, torch.Tensor]], device: torch.device, objective: Objective, progress: bool,
+          ranks: Optional[Ranks] = None) -> dict[float, float]:
     """Validation score for the unchanged model (key ``inf``) and each alpha; the weights are
     left at their originals."""
-    scores: dict[float, float] = {math.inf: score(model, data, device, objective)}
+    scores: dict[float, float] = {math.inf: score(model, data, device, objective, ranks)}
     try:
         for a in tqdm(alphas, desc="SAP: alpha sweep", disable=not progress, leave=False):
-            for p in projectors:
-                p.write(a)
-            scores[float(a)] = score(model, data, device, objective)
+            agreed(ranks, "projecting for the sweep", lambda: _write_each(projectors, a))
+            scores[float(a)] = score(model, data, device, objective, ranks)
     finally:
         for p in projectors:
             p.restore()
     return scores
+
+
+def _write_each(projectors: Sequence[Projector], alpha: float) -> None:
+    for p in projectors:
+        p.write(alpha)
 
 
 # Half-width, in decades of alpha, of the window the validation scores are averaged over.

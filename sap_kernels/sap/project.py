@@ -28,9 +28,10 @@ from .samples import SampleSet
 from .settings import Settings, settings
 from .spectra import Spectra
 from .statistics import Statistics
+from .distributed import ProcessGroup, Ranks, resolve_ranks
 from .trusted import TrustedSet, check_loader, known_size, select_trusted
 from .weights import Projector
-from .wrappers import working_copy
+from .wrappers import check_not_sharded, working_copy
 
 
 def _reports(source: Union[Spectra, Statistics], projectors: Sequence[Projector]) -> list[LayerReport]:
@@ -53,8 +54,9 @@ def _trusted_and_statistics(target: nn.Module, loader: Iterable[Any], s: Setting
     trust = dict(n_trusted=s.n_trusted, class_balanced=s.class_balanced, strategy=s.strategy, holdout=hold,
                  max_holdout=s.max_holdout, reference=reference, seed=s.seed, loss_fn=kw["loss_fn"],
                  progress=s.progress, **kw["split"])
+    trust.update(kw["dist"])
     every = isinstance(s.n_trusted, int) and known_size(loader) == s.n_trusted
-    if every and not needs_data and not s.skip_head:
+    if every and not needs_data and not s.skip_head and kw["ranks"] is None:
         disc = discover(target, kw["layers"], kw["skip"])
         with GramCollector(disc.units, backend=s.backend) as collector:
             trusted = select_trusted(target, _with_row_masks(loader, collector, kw), **trust)
@@ -63,7 +65,8 @@ def _trusted_and_statistics(target: nn.Module, loader: Iterable[Any], s: Setting
     else:
         trusted = select_trusted(target, loader, **trust)
     stats = collect(target, trusted, layers=kw["layers"], skip=kw["skip"], skip_head=s.skip_head,
-                    batch_size=s.batch_size, backend=s.backend, row_mask=kw["row_mask"], progress=s.progress)
+                    batch_size=s.batch_size, backend=s.backend, row_mask=kw["row_mask"], progress=s.progress,
+                    **kw["dist"])
     return trusted, stats
 
 
@@ -85,16 +88,16 @@ def _choose(target: nn.Module, spectra: Spectra, trusted: TrustedSet, val_loader
             s: Settings, kw: dict[str, Any]) -> tuple[AlphaChoice, str]:
     if val_loader is not None:
         choice = choose_alpha(target, spectra, val_loader, alphas=s.grid, score_fn=kw["score_fn"],
-                              backend=s.backend, progress=s.progress, **kw["split"])
+                              backend=s.backend, progress=s.progress, **kw["split"], **kw["dist"])
         return choice, "val_loader"
     chance = 1.0 / trusted.num_classes if trusted.num_classes else 0.0
-    data, where = _training_data(trusted, s)
+    data, where = _training_data(trusted, s, kw["ranks"])
     choice = choose_alpha(target, spectra, data, alphas=s.grid, memorised="auto", chance=chance,
-                          score_fn=kw["score_fn"], backend=s.backend, progress=s.progress)
+                          score_fn=kw["score_fn"], backend=s.backend, progress=s.progress, **kw["dist"])
     return choice, where
 
 
-def _training_data(trusted: TrustedSet, s: Settings) -> tuple[SampleSet, str]:
+def _training_data(trusted: TrustedSet, s: Settings, ranks: Optional[Ranks]) -> tuple[SampleSet, str]:
     """The training samples alpha is chosen on without ``val_loader``: the never-trusted hold-out,
     or the seeded sample of the loader (without the trusted samples when the model does not fit
     its training labels, so that the sweep is not scored on the samples the Grams came from)."""
@@ -103,12 +106,12 @@ def _training_data(trusted: TrustedSet, s: Settings) -> tuple[SampleSet, str]:
     ref = trusted.reference
     if ref is None or not len(ref):
         raise ValueError("no training samples were kept for choosing alpha; pass val_loader or alpha")
-    where = f"{len(ref)} training samples (seed {s.seed})"
+    count = (lambda n: n) if ranks is None else (lambda n: sum(ranks.all_gather_ints(n)))
+    where = f"{count(len(ref))} training samples (seed {s.seed})"
     if trusted.fit is not None and trusted.fit < MEMORISED_SCORE:
         keep = (~torch.isin(ref.indices, trusted.indices)).nonzero().squeeze(1)
-        if keep.numel():
-            ref = ref.subset(keep)
-            where = f"{len(ref)} training samples, not trusted (seed {s.seed})"
+        ref = ref.subset(keep)
+        where = f"{count(len(ref))} training samples, not trusted (seed {s.seed})"
     return ref, where
 
 
@@ -126,6 +129,7 @@ def project(
     row_mask: Optional[RowMaskFn] = attention_mask_rows,
     batch_fn: Optional[batches.Splitter] = None, input_key: Optional[Union[str, Sequence[str]]] = None,
     label_key: Optional[str] = None, dry_run: bool = False,
+    process_group: Optional[ProcessGroup] = None, distributed: Optional[bool] = None,
 ) -> SAPResult:
     """Correct a classifier trained on noisy labels with Scaled Activation Projection.
 
@@ -175,6 +179,13 @@ def project(
             token-wise Gram. Default: a dict input's ``attention_mask``.
         batch_fn, input_key, label_key: how a batch becomes ``(inputs, labels)``.
         dry_run: replaced by ``sap_kernels.plan`` (raises a TypeError saying so).
+        process_group, distributed: inside ``torchrun`` (any initialised process group with
+            several processes; ``process_group=`` to choose another, ``distributed=False`` to run
+            this process alone) every rank passes its own shard of ``loader``/``val_loader`` and
+            all ranks end with the weights one process would give on the concatenated shards
+            (rank 0's first): trusted samples chosen over all ranks, Grams summed, decompositions
+            split over the ranks, scores summed; every rank writes the same weights, after all
+            agreed that nothing failed (a rank that raises makes every rank raise, nothing written).
     Returns:
         ``SAPResult``: ``.model``, ``.alpha``, ``.scores``, ``.layers``, ``.skipped``, ``.rule``,
         ``.warnings``, ``.notices``, ...
@@ -184,8 +195,11 @@ def project(
                  solver=solver, eig_dtype=eig_dtype, batch_size=batch_size, holdout=holdout, max_holdout=max_holdout,
                  seed=seed, backend=backend, inplace=inplace, progress=progress, skip_head=skip_head)
     _check_sweep(s, val_loader, loss_fn, score_fn)
-    kw = dict(layers=layers, skip=skip, loss_fn=loss_fn, score_fn=score_fn, row_mask=row_mask,
-              split=dict(batch_fn=batch_fn, input_key=input_key, label_key=label_key))
+    ranks = resolve_ranks(process_group, distributed)
+    kw = dict(layers=layers, skip=skip, loss_fn=loss_fn, score_fn=score_fn, row_mask=row_mask, ranks=ranks,
+              split=dict(batch_fn=batch_fn, input_key=input_key, label_key=label_key),
+              dist=dict(process_group=process_group, distributed=ranks is not None))
+    check_not_sharded(model)
     returned, target, _ = working_copy(model, s.inplace)
     if not discover(target, layers, skip).units:
         raise nothing_to_project(discover(target, layers, skip))
@@ -223,22 +237,23 @@ def _run(returned: nn.Module, target: nn.Module, loader: Iterable[Any], val_load
     timings["trusted+activations"] = time.perf_counter() - clock
     clock = time.perf_counter()
     choice, validation = None, "none (alpha given)"
+    ranks = kw["ranks"]
     if s.alpha is not None:
         projectors = projectors_from_statistics(target, stats, s.alpha, "eigh" if not s.solve else "solve", s.backend,
-                                                s.eig_dtype)
+                                                s.eig_dtype, ranks)
         source: Union[Spectra, Statistics] = stats
         chosen = s.alpha
     else:
-        source = stats.decompose(eig_dtype=s.eig_dtype, progress=s.progress, release=True)
+        source = stats.decompose(eig_dtype=s.eig_dtype, progress=s.progress, release=True, **kw["dist"])
         timings["decompose"] = time.perf_counter() - clock
         clock = time.perf_counter()
         choice, validation = _choose(target, source, trusted, val_loader, s, kw)
         projectors, chosen = projectors_from_spectra(target, source, s.backend), choice.alpha
         timings["sweep"] = time.perf_counter() - clock
-    write_all(projectors, chosen)
+    write_all(projectors, chosen, ranks)
     return SAPResult(
         model=returned, alpha=chosen, scores={} if choice is None else dict(choice.scores),
-        trusted_indices=trusted.indices.clone(), layers=_reports(source, projectors), skipped=stats.skipped,
+        trusted_indices=stats.trusted_indices.clone(), layers=_reports(source, projectors), skipped=stats.skipped,
         validation=validation, n_samples=trusted.n_seen, timings=timings,
         holdout_indices=None if trusted.holdout is None else trusted.holdout.indices,
         rule="given" if choice is None else choice.rule, warnings=[] if choice is None else choice.warnings,

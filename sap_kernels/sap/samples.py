@@ -7,8 +7,9 @@ of distinct shapes. Batches are read back part by part, in loader order within e
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 
@@ -22,19 +23,26 @@ PartKey = tuple[batches.Signature, tuple[int, ...], torch.dtype]
 class Part:
     """Samples of one shape: ``inputs`` nested CPU tensors with ``n`` rows on dim 0, ``labels``
     ``[n, ...]``, ``indices`` ``[n]`` int64 (positions in the loader's sample order), ``scores``
-    ``[n]`` float32 (the ranking score; lower is more trusted)."""
+    ``[n]`` float32 (the ranking score; lower is more trusted), ``classes`` ``[n]`` int64 (for
+    class balancing) or None."""
 
     inputs: Any
     labels: torch.Tensor
     indices: torch.Tensor
     scores: torch.Tensor
+    classes: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
 
     def select(self, index: torch.Tensor) -> "Part":
+        classes = None if self.classes is None else self.classes.index_select(0, index)
         return Part(batches.select(self.inputs, index), self.labels.index_select(0, index),
-                    self.indices.index_select(0, index), self.scores.index_select(0, index))
+                    self.indices.index_select(0, index), self.scores.index_select(0, index), classes)
+
+    def shifted(self, offset: int) -> "Part":
+        """The same samples with ``offset`` added to their indices."""
+        return Part(self.inputs, self.labels, self.indices + offset, self.scores, self.classes)
 
     def key(self) -> PartKey:
         return (batches.signature(self.inputs), tuple(self.labels.shape[1:]), self.labels.dtype)
@@ -48,9 +56,10 @@ def merge(parts: Sequence[Part]) -> list[Part]:
             groups.setdefault(p.key(), []).append(p)
     out = []
     for same in groups.values():
+        classes = None if any(p.classes is None for p in same) else torch.cat([p.classes for p in same])  # type: ignore[misc]
         joined = same[0] if len(same) == 1 else Part(
             batches.concat([p.inputs for p in same]), torch.cat([p.labels for p in same]),
-            torch.cat([p.indices for p in same]), torch.cat([p.scores for p in same]))
+            torch.cat([p.indices for p in same]), torch.cat([p.scores for p in same]), classes)
         order = torch.argsort(joined.indices)
         out.append(joined if bool((order == torch.arange(len(order))).all()) else joined.select(order))
     return out
@@ -120,3 +129,26 @@ class SampleSet:
             if bool(m.any()):
                 out.append(p.select(m.nonzero().squeeze(1)))
         return SampleSet(out, self.batch_size)
+
+
+def _bytes(t: torch.Tensor) -> bytes:
+    return t.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy().tobytes()
+
+
+def content_keys(inputs: Any, labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """``[n]`` float64 keys in ``[0, 1)``, one per sample, from a hash (CRC-32) of its bytes.
+
+    Uniform over distinct samples and seeded, and a function of the sample alone: the same
+    samples get the same keys however a loader batches or shards them, so a sample drawn by key
+    is the same on one process or several.
+    """
+    n = int(labels.shape[0])
+    start = zlib.crc32(seed.to_bytes(8, "little", signed=True))
+    tensors = [leaf for _, leaf in batches.leaves(inputs) if isinstance(leaf, torch.Tensor)] + [labels]
+    keys = []
+    for i in range(n):
+        crc = start
+        for t in tensors:
+            crc = zlib.crc32(_bytes(t[i]), crc)
+        keys.append(crc / 2**32)
+    return torch.tensor(keys, dtype=torch.float64)

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import precision
+from .distributed import Ranks, agreed, lpt_assignment
 from .spectrum import Spectrum, decompose, decompose_rows
 from .targets import Target
 
@@ -74,16 +75,66 @@ class Spectra:
         return f"Spectra({len(self.targets)} targets, {len(self.spectra)} streams)"
 
 
+def stream_cost(s: "StreamStats") -> float:
+    """Estimated work of decomposing a stream: ``g K^3`` for a Gram, ``g (m^2 K + m^3)`` for rows."""
+    g, k = s.spec.groups, s.spec.k
+    if s.kept is not None:
+        m = s.kept.shape[1]
+        return float(g * (m * m * k + m ** 3))
+    return float(g * k ** 3)
+
+
+def _placeholder(s: "StreamStats", eig_dtype: Optional[torch.dtype]) -> Spectrum:
+    """An empty spectrum of the shape and dtype ``decompose_stream`` gives ``s`` (to receive into)."""
+    g, k = s.spec.groups, s.spec.k
+    if s.kept is not None:
+        m, dev = s.kept.shape[1], s.kept.device
+        dtype = eig_dtype or precision.ROWS_DECOMPOSE_DTYPE
+        return Spectrum(torch.empty(g, m, dtype=dtype, device=dev), torch.empty(g, k, m, dtype=dtype, device=dev),
+                        dual=True, exp=s.exp)
+    assert s.gram is not None
+    dtype = precision.eig_dtype(k, s.gram.dtype, eig_dtype)
+    dev = s.gram.device
+    return Spectrum(torch.empty(g, k, dtype=dtype, device=dev), torch.empty(g, k, k, dtype=dtype, device=dev),
+                    exp=s.exp)
+
+
+def _decompose_split(stats: "Statistics", keys: list[str], eig_dtype: Optional[torch.dtype], ranks: Ranks,
+                     progress: bool) -> dict[str, Spectrum]:
+    """Each rank decomposes the streams longest-processing-time gives it; spectra are broadcast."""
+    owners = lpt_assignment([stream_cost(stats.streams[k]) for k in keys], ranks.size)
+    mine = [k for k, o in zip(keys, owners) if o == ranks.rank]
+
+    def local() -> dict[str, Spectrum]:
+        return {k: decompose_stream(stats.streams[k], stream_names(stats.targets, k), eig_dtype)
+                for k in tqdm(mine, desc="SAP: decomposition", disable=not progress, leave=False)}
+
+    done = agreed(ranks, "the decomposition", local)
+    out = {}
+    for k, owner in zip(keys, owners):
+        spec = done.get(k) or _placeholder(stats.streams[k], eig_dtype)
+        out[k] = Spectrum(ranks.broadcast(spec.eigvals, owner), ranks.broadcast(spec.eigvecs, owner), spec.dual,
+                          stats.streams[k].exp)
+    return out
+
+
 def decompose_statistics(stats: "Statistics", *, eig_dtype: Optional[torch.dtype] = None, progress: bool = False,
-                         release: bool = False) -> Spectra:
-    """Eigendecompose every stream of ``stats`` (``release``: drop each Gram once decomposed)."""
+                         release: bool = False, ranks: Optional[Ranks] = None) -> Spectra:
+    """Eigendecompose every stream of ``stats`` (``release``: drop each Gram once decomposed;
+    ``ranks``: split the streams over the ranks, every rank gets every spectrum)."""
     eig_dtype = precision.check_eig_dtype(eig_dtype)
-    spectra: dict[str, Spectrum] = {}
     keys = [k for k in stats.streams if any(t.stream == k for t in stats.targets)]
-    for key in tqdm(keys, desc="SAP: decomposition", disable=not progress, leave=False):
-        s = stats.streams[key]
-        spectra[key] = decompose_stream(s, stream_names(stats.targets, key), eig_dtype)
-        if release:
-            s.gram = s.kept = None
-    return Spectra(spectra, list(stats.targets), {k: stats.streams[k].rows for k in keys}, list(stats.skipped),
+    if ranks is not None:
+        spectra = _decompose_split(stats, keys, eig_dtype, ranks, progress)
+    else:
+        spectra = {}
+        for key in tqdm(keys, desc="SAP: decomposition", disable=not progress, leave=False):
+            spectra[key] = decompose_stream(stats.streams[key], stream_names(stats.targets, key), eig_dtype)
+            if release:
+                stats.streams[key].gram = stats.streams[key].kept = None
+    rows = {k: stats.streams[k].rows for k in keys}
+    if release:
+        for k in keys:
+            stats.streams[k].gram = stats.streams[k].kept = None
+    return Spectra(spectra, list(stats.targets), rows, list(stats.skipped),
                    stats.head, stats.n_samples, stats.trusted_indices, list(stats.notices))

@@ -17,6 +17,7 @@ import torch
 from .targets import StreamSpec, Target
 
 if TYPE_CHECKING:
+    from .distributed import ProcessGroup
     from .spectra import Spectra
 
 FORMAT = "sap_kernels.statistics"
@@ -71,17 +72,28 @@ class Statistics:
         return {f"{t.path}.{t.param}".lstrip("."): list(t.shape) for t in self.targets}
 
     def decompose(self, *, eig_dtype: Optional[torch.dtype] = None, progress: bool = False,
-                  release: bool = False) -> "Spectra":
-        """Eigendecompose every stream (see ``sap_kernels.sap.spectra.decompose_statistics``)."""
+                  release: bool = False, process_group: Optional["ProcessGroup"] = None,
+                  distributed: Optional[bool] = None) -> "Spectra":
+        """Eigendecompose every stream (see ``sap_kernels.sap.spectra.decompose_statistics``).
+
+        Under torch.distributed (every rank holding the same statistics, as ``collect`` leaves
+        them) the streams are split over the ranks by longest-processing-time on their cost and
+        every spectrum is broadcast, so N ranks decompose about N times faster.
+        """
+        from .distributed import resolve_ranks
         from .spectra import decompose_statistics
 
-        return decompose_statistics(self, eig_dtype=eig_dtype, progress=progress, release=release)
+        return decompose_statistics(self, eig_dtype=eig_dtype, progress=progress, release=release,
+                                    ranks=resolve_ranks(process_group, distributed))
 
     def save(self, path: Union[str, os.PathLike[str]]) -> None:
-        """Write a safetensors file: every Gram/rows tensor plus a JSON table in its metadata."""
+        """Write a safetensors file: every Gram/rows tensor plus a JSON table in its metadata.
+        Under torch.distributed only rank 0 writes (every rank holds the same statistics)."""
         from . import storage
+        from .distributed import is_writer
 
-        storage.save_statistics(self, path)
+        if is_writer():
+            storage.save_statistics(self, path)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike[str]]) -> "Statistics":

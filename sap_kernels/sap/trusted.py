@@ -19,7 +19,9 @@ from . import batches
 from .guards import eval_modes
 from .objective import Objective, PerSample
 from .rankers import RANKERS, Ranker
-from .samples import Part, SampleSet, keep_lowest, merge
+from .choice import Candidates, choose
+from .distributed import ProcessGroup, Ranks, agreed, dist_max, resolve_ranks
+from .samples import Part, SampleSet, content_keys, keep_lowest, merge
 from .wrappers import device_of, unwrap
 
 # The paper's trusted-set size, and the share of a small data set used instead (see
@@ -145,7 +147,7 @@ class _Pool:
 
 
 class _Selector:
-    """Streams batches into per-class (or one) pools and the hold-out."""
+    """Streams batches into per-class (or one) pools, the hold-out and the reference sample."""
 
     def __init__(self, ranker: Ranker, objective: Objective, class_balanced: bool, capacity: int,
                  holdout: float, max_holdout: int, seed: int, reference: int = 0):
@@ -154,12 +156,11 @@ class _Selector:
         self.capacity = capacity
         self.overall = _Pool(capacity)  # also fills classes that fall short, when balanced
         self.per_class: dict[int, _Pool] = {}
-        self.holdout, self.max_holdout = holdout, max_holdout
-        self.generator = torch.Generator().manual_seed(seed)
+        self.holdout, self.max_holdout, self.seed = holdout, max_holdout, seed
         self.held: list[Part] = []
         self.n_held = self.seen = self.largest = 0
         self.num_classes: Optional[int] = None
-        self.reference = _Pool(reference) if reference else None  # uniform: lowest random keys
+        self.reference = _Pool(reference) if reference else None  # uniform: lowest content keys
         self.correct = 0.0
 
     def feed(self, model: nn.Module, batch: Any, split: batches.Splitter, b: int, device: torch.device) -> None:
@@ -176,79 +177,111 @@ class _Selector:
         scores, output = self.ranker(model, batches.to_device(inputs, device), labels, b)
         classes = self.objective.classes(output, labels.cpu(), b) if self.class_balanced else None
         self.num_classes = self.objective.num_classes(output, n, b)
-        part = Part(batches.to_host(inputs), labels.detach().cpu(), torch.arange(self.seen, self.seen + n), scores)
+        host, labels = batches.to_host(inputs), labels.detach().cpu()
+        part = Part(host, labels, torch.arange(self.seen, self.seen + n), scores, classes)
         if self.objective.loss_fn is None:
             self.correct += float(self.objective.scores(output, labels, b).sum())
-        if self.reference is not None:
-            keys = torch.rand(n, generator=self.generator)
-            self.reference.offer(Part(part.inputs, part.labels, part.indices, keys))
+        keys = content_keys(host, labels, self.seed) if self.reference is not None or self.holdout > 0 else None
+        if self.reference is not None and keys is not None:
+            self.reference.offer(Part(host, labels, part.indices, keys.float()))
         self.seen += n
         self.largest = max(self.largest, n)
-        part, classes = self._hold_out(part, classes)
+        part = self._hold_out(part, keys)
         if len(part):
-            self._offer(part, classes)
+            self._offer(part)
 
-    def _hold_out(self, part: Part, classes: Optional[torch.Tensor]) -> tuple[Part, Optional[torch.Tensor]]:
-        if self.holdout <= 0 or self.n_held >= self.max_holdout:
-            return part, classes
-        hold = torch.rand(len(part), generator=self.generator) < self.holdout
+    def _hold_out(self, part: Part, keys: Optional[torch.Tensor]) -> Part:
+        if keys is None or self.n_held >= self.max_holdout:
+            return part
+        hold = keys < self.holdout
         hold &= torch.cumsum(hold.long(), 0) <= self.max_holdout - self.n_held
         if not bool(hold.any()):
-            return part, classes
+            return part
         self.held.append(part.select(hold.nonzero().squeeze(1)))
         self.n_held += int(hold.sum())
-        rest = (~hold).nonzero().squeeze(1)
-        return part.select(rest), None if classes is None else classes[rest]
+        return part.select((~hold).nonzero().squeeze(1))
 
-    def _offer(self, part: Part, classes: Optional[torch.Tensor]) -> None:
+    def _offer(self, part: Part) -> None:
         self.overall.offer(part)
-        if classes is None:
+        if part.classes is None:
             return
-        for c in torch.unique(classes).tolist():
+        for c in torch.unique(part.classes).tolist():
             pool = self.per_class.setdefault(int(c), _Pool(self.capacity))
-            pool.offer(part.select((classes == c).nonzero().squeeze(1)))
+            pool.offer(part.select((part.classes == c).nonzero().squeeze(1)))
 
-    def result(self, requested: Optional[Union[int, float]], strategy: str) -> TrustedSet:
-        if self.seen == 0:
+    def candidates(self) -> list[Part]:
+        """Every sample still in a pool, once (by index)."""
+        parts = self.overall.compact() + [p for pool in self.per_class.values() for p in pool.compact()]
+        seen: set[int] = set()
+        out = []
+        for p in parts:
+            fresh = [i for i, x in enumerate(p.indices.tolist()) if x not in seen]
+            seen.update(p.indices[fresh].tolist())
+            if fresh:
+                out.append(p.select(torch.tensor(fresh, dtype=torch.long)))
+        return merge(out)
+
+    def result(self, requested: Optional[Union[int, float]], strategy: str, ranks: Optional[Ranks]) -> TrustedSet:
+        totals = _Totals.of(self, ranks)
+        if totals.seen == 0:
             raise ValueError("the loader yielded no samples")
-        available = self.seen - self.n_held
+        available = totals.seen - totals.held
         notices: list[str] = []
         n = trusted_count(requested, available, notices)
         if n > available:
-            where = f" after holding out {self.n_held} for choosing alpha" if self.n_held else ""
+            where = f" after holding out {totals.held} for choosing alpha" if totals.held else ""
             raise ValueError(
                 f"n_trusted={n} is larger than the {available} training samples available{where}; "
-                "lower n_trusted" + (" or pass val_loader / alpha" if self.n_held else "")
+                "lower n_trusted" + (" or pass val_loader / alpha" if totals.held else "")
             )
-        parts = self._balanced(n, notices) if self.class_balanced else keep_lowest(self.overall.compact(), n)
-        holdout = SampleSet(merge(self.held), self.largest) if self.held else None
-        reference = SampleSet(merge(self.reference.compact()), self.largest) if self.reference is not None else None
-        fit = self.correct / self.seen if self.objective.loss_fn is None else None
-        return TrustedSet(SampleSet(parts, self.largest), holdout, self.seen, strategy, self.class_balanced,
-                          self.num_classes, notices, reference, fit)
+        local = [p.shifted(totals.offset) for p in self.candidates()]
+        table = _table(local, ranks)
+        chosen = choose(table, n, self.class_balanced, totals.num_classes, notices)
+        parts = [p.select(torch.isin(p.indices, chosen).nonzero().squeeze(1)) for p in local]
+        shift = totals.offset
+        holdout = SampleSet(merge([p.shifted(shift) for p in self.held]), self.largest) if totals.held else None
+        reference = None if self.reference is None else SampleSet(
+            merge([p.shifted(shift) for p in self.reference.compact()]), self.largest)
+        return TrustedSet(SampleSet(merge(parts), self.largest), holdout, totals.seen, strategy, self.class_balanced,
+                          totals.num_classes, notices, reference, totals.fit)
 
-    def _balanced(self, n: int, notices: list[str]) -> list[Part]:
-        """``n / classes`` lowest per class; a class short of its share is filled from the others."""
-        classes = self.num_classes or (max(self.per_class) + 1 if self.per_class else 1)
-        base, extra = divmod(n, classes)
-        chosen: list[Part] = []
-        short = []
-        for c in range(classes):
-            quota = base + (1 if c < extra else 0)
-            pool = self.per_class.get(c)
-            got = keep_lowest(pool.compact(), quota) if pool is not None else []
-            if sum(len(p) for p in got) < quota:
-                short.append((c, quota, sum(len(p) for p in got)))
-            chosen += got
-        missing = n - sum(len(p) for p in chosen)
-        if missing:
-            taken = torch.cat([p.indices for p in chosen]) if chosen else torch.zeros(0, dtype=torch.long)
-            rest = [p.select((~torch.isin(p.indices, taken)).nonzero().squeeze(1)) for p in self.overall.compact()]
-            chosen += keep_lowest(rest, missing)
-            notices.append("class-balanced selection: " + ", ".join(
-                f"class {c} had {have} of its {quota}" for c, quota, have in short)
-                + f"; the remaining {missing} trusted samples are the best ranked of the other classes")
-        return merge(chosen)
+
+@dataclass
+class _Totals:
+    """Counts over every rank, and where this rank's samples start in the global order."""
+
+    seen: int
+    held: int
+    offset: int
+    num_classes: Optional[int]
+    fit: Optional[float]
+
+    @classmethod
+    def of(cls, sel: _Selector, ranks: Optional[Ranks]) -> "_Totals":
+        fit_known = sel.objective.loss_fn is None
+        if ranks is None:
+            return cls(sel.seen, sel.n_held, 0, sel.num_classes, sel.correct / sel.seen if fit_known and sel.seen else None)
+        seen = ranks.all_gather_ints(sel.seen)
+        sums = ranks.all_reduce(torch.tensor([float(sel.n_held), sel.correct], dtype=torch.float64))
+        num_classes = int(ranks.all_reduce(torch.tensor([sel.num_classes or 0]), dist_max()).item()) or None
+        total = sum(seen)
+        fit = float(sums[1]) / total if fit_known and total else None
+        return cls(total, int(sums[0]), sum(seen[:ranks.rank]), num_classes, fit)
+
+
+def _table(parts: list[Part], ranks: Optional[Ranks]) -> Candidates:
+    """The candidates' (score, index, class) table, gathered from every rank."""
+    scores = torch.cat([p.scores.double() for p in parts]) if parts else torch.zeros(0, dtype=torch.float64)
+    indices = torch.cat([p.indices for p in parts]) if parts else torch.zeros(0, dtype=torch.long)
+    balanced = bool(parts) and all(p.classes is not None for p in parts)
+    classes = torch.cat([p.classes for p in parts]) if balanced else None  # type: ignore[misc]
+    if ranks is None:
+        return Candidates(scores, indices, classes)
+    cls = classes if classes is not None else torch.full_like(indices, -1)
+    rows = torch.stack([scores, indices.double(), cls.double()], dim=1)
+    gathered = torch.cat(ranks.gather_rows(rows))
+    table_classes = gathered[:, 2].long()
+    return Candidates(gathered[:, 0], gathered[:, 1].long(), None if bool((table_classes < 0).any()) else table_classes)
 
 
 def select_trusted(
@@ -267,6 +300,8 @@ def select_trusted(
     input_key: Optional[Union[str, list[str]]] = None,
     label_key: Optional[str] = None,
     progress: bool = True,
+    process_group: Optional[ProcessGroup] = None,
+    distributed: Optional[bool] = None,
 ) -> TrustedSet:
     """Phase 1: rank every sample of ``loader`` and keep the ``n_trusted`` most trusted.
 
@@ -289,6 +324,10 @@ def select_trusted(
             or BCE-with-logits for one logit per sample).
         batch_fn, input_key, label_key: how a batch becomes ``(inputs, labels)``.
         progress: a tqdm bar over the loader.
+        process_group, distributed: under torch.distributed (``distributed=None``: whenever it is
+            initialised with several processes; ``False``: this process alone) each rank passes its
+            own shard and every rank gets its own part of the one trusted set a single process would
+            choose on the concatenated shards (rank 0's first); ``n_seen`` and ``indices`` are global.
     Returns:
         a ``TrustedSet``.
     """
@@ -311,12 +350,18 @@ def select_trusted(
     capacity = requested if isinstance(requested, int) else DEFAULT_N_TRUSTED if requested is None else 2**62
     if reference:
         reference = check_count(reference, "reference")
+    ranks = resolve_ranks(process_group, distributed)
+    per_rank = -(-reference // ranks.size) if reference and ranks is not None else reference
     selector = _Selector(RANKERS[strategy](objective, seed), objective, class_balanced, capacity,
-                         float(holdout), check_count(max_holdout, "max_holdout"), seed, reference)
-    with eval_modes(inner):
-        for b, batch in enumerate(tqdm(loader, desc="SAP: ranking samples", disable=not progress, leave=False)):
-            selector.feed(inner, batch, split, b, device)
-    return selector.result(requested, strategy)
+                         float(holdout), check_count(max_holdout, "max_holdout"), seed, per_rank)
+
+    def stream() -> None:
+        with eval_modes(inner):
+            for b, batch in enumerate(tqdm(loader, desc="SAP: ranking samples", disable=not progress, leave=False)):
+                selector.feed(inner, batch, split, b, device)
+
+    agreed(ranks, "ranking the samples", stream)
+    return agreed(ranks, "choosing the trusted samples", lambda: selector.result(requested, strategy, ranks))
 
 
 def check_loader(loader: Any, name: str) -> None:

@@ -7,6 +7,7 @@ finite, so a failure leaves the model as it was.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 
@@ -76,10 +77,16 @@ class SolveProjector(Projector):
     """One fixed alpha straight from the Gram ``[groups, K, K]`` (``ops.gram_projection``: a
     float64 Cholesky solve, no eigenvectors), computed at construction."""
 
-    def __init__(self, target: Target, access: WeightAccess, gram: torch.Tensor, alpha: float):
+    def __init__(self, target: Target, access: WeightAccess, gram: Optional[torch.Tensor], alpha: float,
+                 result: Optional[torch.Tensor] = None):
+        """``result``: the projected block ``[groups, out_g, K]`` when already computed (by another
+        rank); else it is solved here from ``gram``."""
         super().__init__(target, access)
         self.alpha = alpha
-        self.result = ops.gram_projection(self.original.reshape(self.shape), gram, alpha)
+        if result is None:
+            assert gram is not None
+            result = ops.gram_projection(self.original.reshape(self.shape), gram, alpha)
+        self.result = result
 
     def weight(self, alpha: float) -> torch.Tensor:
         if alpha != self.alpha:

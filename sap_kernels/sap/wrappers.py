@@ -91,3 +91,15 @@ def working_copy(model: nn.Module, inplace: bool) -> tuple[nn.Module, nn.Module,
         return outer, unwrap(outer)[0], peeled
     outer = _deepcopy(model)
     return outer, outer, peeled
+
+
+def check_not_sharded(model: nn.Module) -> None:
+    """A named error for a model whose weights are sharded across processes (FSDP ``fully_shard``,
+    DTensor parameters): SAP needs each projected weight whole on every rank."""
+    for name, p in model.named_parameters():
+        if type(p).__name__ == "DTensor" or type(getattr(p, "data", None)).__name__ == "DTensor":
+            raise ValueError(
+                f"parameter {name!r} is sharded across processes (FSDP fully_shard / DTensor): project needs whole "
+                "weights; gather them into an unsharded copy of the model (e.g. its full state_dict), project that, "
+                "and load the result back"
+            )
