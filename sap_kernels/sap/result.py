@@ -117,16 +117,18 @@ class SAPResult:
     def save_report(self, directory: Union[str, "os.PathLike[str]"]) -> str:
         """Write ``index.html`` (alpha sweep and per-layer spectra as PNG figures, layer and skip
         tables, timings) and ``report.json`` into ``directory``; returns the page's path. Needs
-        matplotlib."""
+        matplotlib. Under torch.distributed only rank 0 writes."""
         from ..report import save_report
+        from .distributed import is_writer
 
-        return save_report(self, directory)
+        return save_report(self, directory) if is_writer() else os.path.join(os.fspath(directory), "index.html")
 
     def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
         """Write the corrected model's weights to ``path`` (safetensors; tied weights once, as
         ``safetensors.torch.save_model`` does) and the report's data to ``path + ".json"``.
 
-        Load them back with ``safetensors.torch.load_model(model, path)``.
+        Load them back with ``safetensors.torch.load_model(model, path)``. Under torch.distributed
+        only rank 0 writes (every rank holds the same weights).
         """
         import json
 
@@ -135,6 +137,10 @@ class SAPResult:
         from ..report.data import report_data
         from .wrappers import unwrap
 
+        from .distributed import is_writer
+
+        if not is_writer():
+            return
         inner, _ = unwrap(self.model)
         save_model(inner, os.fspath(path))
         with open(os.fspath(path) + ".json", "w") as f:
