@@ -54,13 +54,20 @@ def test_automatic_order_and_policy_reasons():
     assert any("not tried automatically for cpu" in r or "TRITON_INTERPRET" in r for r in cpu["triton"])
 
 
-def test_torch_backend_refuses_ieee_on_cuda_while_tf32_is_allowed(monkeypatch):
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
-    why = dispatch.reasons(request(device="cuda"), "torch", forced=True)
-    assert why and "allow_tf32" in why[0]
-    assert dispatch.reasons(request(device="cuda", precision="tf32"), "torch", forced=True) == []
-    assert dispatch.reasons(request(device="cuda", dtype=torch.float64), "torch", forced=True) == []
-    assert dispatch.reasons(request(device="cpu"), "torch", forced=True) == []
+def test_torch_backend_refuses_ieee_on_cuda_while_tf32_is_allowed():
+    # Set and restored by hand: torch's cuBLAS settings object defines the attribute through
+    # __getattr__/__setattr__, which pytest's monkeypatch cannot always undo.
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        why = dispatch.reasons(request(device="cuda"), "torch", forced=True)
+        assert why and "allow_tf32" in why[0]
+        assert dispatch.reasons(request(device="cuda", precision="tf32"), "torch", forced=True) == []
+        assert dispatch.reasons(request(device="cuda", dtype=torch.float64), "torch", forced=True) == []
+        assert dispatch.reasons(request(device="cpu"), "torch", forced=True) == []
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+    assert torch.backends.cuda.matmul.allow_tf32 == before
 
 
 def test_grid_limits_and_dtypes_are_reasons():
