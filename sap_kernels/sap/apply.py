@@ -12,10 +12,10 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from ..ops.scales import check_alpha
-from .params import WeightAccess, weight_access
 from .. import ops
+from ..ops.scales import check_alpha
 from .distributed import Ranks, agreed, lpt_assignment
+from .params import WeightAccess, weight_access
 from .spectra import Spectra, check_finite, decompose_stream, stream_names
 from .spectrum import Spectrum
 from .statistics import Statistics, StreamStats

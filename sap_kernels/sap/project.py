@@ -20,6 +20,7 @@ from .alpha import MEMORISED_SCORE, AlphaChoice, choose_alpha
 from .apply import projectors_from_spectra, projectors_from_statistics, write_all
 from .capture import GramCollector
 from .collect import RowMaskFn, attention_mask_rows, collect, nothing_to_project, statistics_of
+from .distributed import ProcessGroup, Ranks, resolve_ranks
 from .guards import eval_modes
 from .layers import Selector, discover
 from .objective import PerSample
@@ -28,7 +29,6 @@ from .samples import SampleSet
 from .settings import Settings, settings
 from .spectra import Spectra
 from .statistics import Statistics
-from .distributed import ProcessGroup, Ranks, resolve_ranks
 from .trusted import TrustedSet, check_loader, known_size, select_trusted
 from .weights import Projector
 from .wrappers import check_not_sharded, working_copy
@@ -121,11 +121,10 @@ def project(
     n_trusted: Optional[Union[int, float]] = None, class_balanced: Optional[bool] = None, strategy: str = "loss",
     layers: Optional[Union[Selector, Iterable[Selector]]] = None,
     skip: Optional[Union[Selector, Iterable[Selector]]] = None, skip_head: bool = False,
-    inplace: bool = False, progress: bool = True,
-    holdout: Optional[float] = None, max_holdout: int = 5_000, seed: int = 0,
+    inplace: bool = False, progress: bool = True, holdout: Optional[float] = None, max_holdout: int = 5_000,
+    seed: int = 0,
     batch_size: Optional[int] = None, eig_dtype: Optional[torch.dtype] = None, solver: str = "auto",
-    backend: Optional[str] = None,
-    loss_fn: Optional[PerSample] = None, score_fn: Optional[PerSample] = None,
+    backend: Optional[str] = None, loss_fn: Optional[PerSample] = None, score_fn: Optional[PerSample] = None,
     row_mask: Optional[RowMaskFn] = attention_mask_rows,
     batch_fn: Optional[batches.Splitter] = None, input_key: Optional[Union[str, Sequence[str]]] = None,
     label_key: Optional[str] = None, dry_run: bool = False,
@@ -133,12 +132,11 @@ def project(
 ) -> SAPResult:
     """Correct a classifier trained on noisy labels with Scaled Activation Projection.
 
-    Every ``nn.Linear``, ``nn.Conv1d/2d/3d`` (groups included) and ``nn.MultiheadAttention`` has
-    its weight ``W`` (flattened to ``[out, K]`` per group) replaced by ``W V diag(lambda) V^T``,
-    ``V``/``e`` the eigenpairs of the Gram of the layer's inputs on the trusted samples and
-    ``lambda = alpha r / ((alpha - 1) r + 1)``, ``r = e / sum(e)``. Biases stay as they are. The
-    phases are public too: ``select_trusted``, ``collect``, ``Statistics.decompose``,
-    ``choose_alpha``, ``apply``; ``plan`` lists what would be projected.
+    Every ``nn.Linear``, ``nn.Conv1d/2d/3d`` (groups included) and ``nn.MultiheadAttention`` weight
+    ``W`` (``[out, K]`` per group) becomes ``W V diag(lambda) V^T``, ``(e, V)`` the eigenpairs of the
+    Gram of the layer's inputs on the trusted samples, ``lambda = alpha r / ((alpha - 1) r + 1)``,
+    ``r = e / sum(e)``; biases stay. The composition of the public phases (``select_trusted``,
+    ``collect``, ``Statistics.decompose``, ``choose_alpha``, ``apply``).
 
     Args:
         model: a classifier: logits ``[B, C]``, one logit ``[B]``/``[B, 1]`` (binary; labels 0/1),
@@ -179,13 +177,10 @@ def project(
             token-wise Gram. Default: a dict input's ``attention_mask``.
         batch_fn, input_key, label_key: how a batch becomes ``(inputs, labels)``.
         dry_run: replaced by ``sap_kernels.plan`` (raises a TypeError saying so).
-        process_group, distributed: inside ``torchrun`` (any initialised process group with
-            several processes; ``process_group=`` to choose another, ``distributed=False`` to run
-            this process alone) every rank passes its own shard of ``loader``/``val_loader`` and
-            all ranks end with the weights one process would give on the concatenated shards
-            (rank 0's first): trusted samples chosen over all ranks, Grams summed, decompositions
-            split over the ranks, scores summed; every rank writes the same weights, after all
-            agreed that nothing failed (a rank that raises makes every rank raise, nothing written).
+        process_group, distributed: inside ``torchrun`` (any initialised process group with several
+            processes; ``distributed=False``: this process alone) each rank passes its own shard and
+            all end with the weights one process gives on the concatenated shards (README, "Several
+            GPUs or nodes"); a rank that raises makes every rank raise, nothing written.
     Returns:
         ``SAPResult``: ``.model``, ``.alpha``, ``.scores``, ``.layers``, ``.skipped``, ``.rule``,
         ``.warnings``, ``.notices``, ...
@@ -195,16 +190,29 @@ def project(
                  solver=solver, eig_dtype=eig_dtype, batch_size=batch_size, holdout=holdout, max_holdout=max_holdout,
                  seed=seed, backend=backend, inplace=inplace, progress=progress, skip_head=skip_head)
     _check_sweep(s, val_loader, loss_fn, score_fn)
-    ranks = resolve_ranks(process_group, distributed)
-    kw = dict(layers=layers, skip=skip, loss_fn=loss_fn, score_fn=score_fn, row_mask=row_mask, ranks=ranks,
-              split=dict(batch_fn=batch_fn, input_key=input_key, label_key=label_key),
-              dist=dict(process_group=process_group, distributed=ranks is not None))
-    check_not_sharded(model)
-    returned, target, _ = working_copy(model, s.inplace)
-    if not discover(target, layers, skip).units:
-        raise nothing_to_project(discover(target, layers, skip))
+    kw = _options(layers, skip, loss_fn, score_fn, row_mask, batch_fn, input_key, label_key, process_group, distributed)
+    returned, target = _working_model(model, s, layers, skip)
     with eval_modes(target):
         return _run(returned, target, loader, val_loader, s, kw)
+
+
+def _options(layers: Any, skip: Any, loss_fn: Any, score_fn: Any, row_mask: Any, batch_fn: Any, input_key: Any,
+             label_key: Any, process_group: Optional[ProcessGroup], distributed: Optional[bool]) -> dict[str, Any]:
+    """The options the phases share, and the ranks to run on."""
+    ranks = resolve_ranks(process_group, distributed)
+    return dict(layers=layers, skip=skip, loss_fn=loss_fn, score_fn=score_fn, row_mask=row_mask, ranks=ranks,
+                split=dict(batch_fn=batch_fn, input_key=input_key, label_key=label_key),
+                dist=dict(process_group=process_group, distributed=ranks is not None))
+
+
+def _working_model(model: nn.Module, s: Settings, layers: Any, skip: Any) -> tuple[nn.Module, nn.Module]:
+    """``(returned, projected)``: the model or its copy, checked to have something to project."""
+    check_not_sharded(model)
+    returned, target, _ = working_copy(model, s.inplace)
+    disc = discover(target, layers, skip)
+    if not disc.units:
+        raise nothing_to_project(disc)
+    return returned, target
 
 
 def _check_inputs(dry_run: object, model: object, loader: Iterable[Any],

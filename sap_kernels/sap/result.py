@@ -135,9 +135,8 @@ class SAPResult:
         from safetensors.torch import save_model
 
         from ..report.data import report_data
-        from .wrappers import unwrap
-
         from .distributed import is_writer
+        from .wrappers import unwrap
 
         if not is_writer():
             return

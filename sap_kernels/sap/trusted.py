@@ -16,11 +16,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import batches
+from .choice import Candidates, choose
+from .distributed import ProcessGroup, Ranks, agreed, dist_max, resolve_ranks
 from .guards import eval_modes
 from .objective import Objective, PerSample
 from .rankers import RANKERS, Ranker
-from .choice import Candidates, choose
-from .distributed import ProcessGroup, Ranks, agreed, dist_max, resolve_ranks
 from .samples import Part, SampleSet, content_keys, keep_lowest, merge
 from .wrappers import device_of, unwrap
 
@@ -260,7 +260,8 @@ class _Totals:
     def of(cls, sel: _Selector, ranks: Optional[Ranks]) -> "_Totals":
         fit_known = sel.objective.loss_fn is None
         if ranks is None:
-            return cls(sel.seen, sel.n_held, 0, sel.num_classes, sel.correct / sel.seen if fit_known and sel.seen else None)
+            fit = sel.correct / sel.seen if fit_known and sel.seen else None
+            return cls(sel.seen, sel.n_held, 0, sel.num_classes, fit)
         seen = ranks.all_gather_ints(sel.seen)
         sums = ranks.all_reduce(torch.tensor([float(sel.n_held), sel.correct], dtype=torch.float64))
         num_classes = int(ranks.all_reduce(torch.tensor([sel.num_classes or 0]), dist_max()).item()) or None
