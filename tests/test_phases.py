@@ -144,3 +144,21 @@ def test_readme_first_call_on_a_500_sample_loader():
     assert "alpha" in repr(res)
     plain = sap_kernels.project(model, train_loader, progress=False)  # without validation data, too
     assert plain.rule and "training samples" in plain.validation
+
+
+def test_trusted_by_given_positions_or_a_clean_loader(data):
+    model, x, y = data
+    given = [3, 10, 11, 40, 70, 79]
+    res = sap_kernels.project(model, loader(x, y), trusted=given, alpha=100.0, progress=False)
+    assert res.trusted_indices.tolist() == given
+    by_hand = sap_kernels.collect(model, loader(x[given], y[given]), progress=False)
+    want = sap_kernels.apply(model, by_hand, 100.0)
+    for (n, p), (_, q) in zip(res.model.named_parameters(), want.named_parameters()):
+        assert torch.equal(p, q), n
+    clean = sap_kernels.project(model, loader(x, y), trusted=loader(x[given], y[given]), alpha=100.0,
+                                progress=False)
+    for (n, p), (_, q) in zip(clean.model.named_parameters(), want.named_parameters()):
+        assert torch.equal(p, q), n
+    swept = sap_kernels.project(model, loader(x, y), trusted=loader(x[given], y[given]), alphas=[1.0, 10.0],
+                                progress=False)
+    assert set(swept.scores) == {1.0, 10.0, math.inf}

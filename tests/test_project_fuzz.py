@@ -77,15 +77,15 @@ ARGS = st.fixed_dictionaries({}, optional={
     "eig_dtype": st.sampled_from([None, torch.float32, torch.float64, "float64", torch.float16, "bogus"]),
     "solver": st.sampled_from(["auto", "eigh", "solve", "lu"]),
     "holdout": st.sampled_from([None, 0.0, 0.3, 1.5]),
-    "strategy": st.sampled_from(["loss", "random", "best"]),
+    "trusted": st.sampled_from(["loss", "random", "curvature", "best", [0, 1, 2]]),
     "seed": ANY,
 })
 
 ERRORS = (ValueError, TypeError, BackendUnavailable)
 # Words at least one of which an error message contains: the argument, layer, key or data named.
 NAMES = ("alpha", "n_trusted", "class_balanced", "layers", "skip", "inplace", "batch_size", "eig_dtype", "solver",
-         "holdout", "strategy", "seed", "label", "loader", "sample", "val_loader", "nothing to project", "head",
-         "layer", "model", "batch")
+         "holdout", "trusted", "indices", "curvature", "seed", "label", "loader", "sample", "val_loader",
+         "nothing to project", "head", "layer", "model", "batch")
 
 
 def _flags() -> tuple:

@@ -81,14 +81,19 @@ def _kind(logits: torch.Tensor, batch_index: int) -> str:
     )
 
 
-def _checked(values: object, n: int, what: str, batch_index: int) -> torch.Tensor:
+def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+def _checked(values: Any, n: int, what: str, batch_index: int, differentiable: bool = False) -> torch.Tensor:
     if not isinstance(values, torch.Tensor) or values.shape != (n,):
         shape = list(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
         raise ValueError(f"batch {batch_index}: {what} must return a tensor [batch] = [{n}], got {shape}")
-    values = values.detach().float()
-    if not bool(torch.isfinite(values).all()):
+    values = values if values.dtype == torch.float64 else values.float()  # float64 models keep float64
+    out: torch.Tensor = values if differentiable else values.detach()
+    if not bool(torch.isfinite(out.detach()).all()):
         raise ValueError(f"batch {batch_index}: {what} gave non-finite values (NaN/Inf in the model's output?)")
-    return values
+    return out
 
 
 @dataclass(frozen=True)
@@ -107,19 +112,23 @@ class Objective:
             if fn is not None and not callable(fn):
                 raise TypeError(f"{name} must be callable (output, labels) -> [batch], got {type(fn).__name__}")
 
-    def losses(self, output: Any, labels: torch.Tensor, batch_index: int) -> torch.Tensor:
-        """``[B]`` float32 losses on the output's device."""
+    def losses(self, output: Any, labels: torch.Tensor, batch_index: int,
+               differentiable: bool = False) -> torch.Tensor:
+        """``[B]`` float32 losses on the output's device (``differentiable``: still attached to
+        the graph, for a gradient with respect to the input)."""
         n = int(labels.shape[0])
         if self.loss_fn is not None:
-            return _checked(self.loss_fn(output, labels), n, "loss_fn", batch_index)
+            return _checked(self.loss_fn(output, labels), n, "loss_fn", batch_index, differentiable)
         logits = self._logits(output, n, batch_index)
         if _kind(logits, batch_index) == "binary":
             target = _binary_labels(labels.to(logits.device), batch_index)
-            loss = F.binary_cross_entropy_with_logits(logits.reshape(-1).float(), target, reduction="none")
+            flat = logits.reshape(-1)
+            loss = F.binary_cross_entropy_with_logits(_at_least_fp32(flat), target.to(_at_least_fp32(flat).dtype),
+                                                      reduction="none")
         else:
             target = class_labels(labels.to(logits.device), int(logits.shape[1]), batch_index)
-            loss = F.cross_entropy(logits.float(), target, reduction="none")
-        return _checked(loss, n, "the loss (cross-entropy)", batch_index)
+            loss = F.cross_entropy(_at_least_fp32(logits), target, reduction="none")
+        return _checked(loss, n, "the loss (cross-entropy)", batch_index, differentiable)
 
     def scores(self, output: Any, labels: torch.Tensor, batch_index: int) -> torch.Tensor:
         """``[B]`` float32 scores (default: 1.0 for a correct prediction, else 0.0)."""

@@ -51,12 +51,15 @@ def _trusted_and_statistics(target: nn.Module, loader: Iterable[Any], s: Setting
     """Phases 1 and 2; one pass over the loader when every sample it yields is trusted anyway."""
     hold = (s.holdout or 0.0) if needs_data else 0.0
     reference = s.max_holdout if needs_data and s.holdout is None else 0
+    given = kw["given"]
     trust = dict(n_trusted=s.n_trusted, class_balanced=s.class_balanced, strategy=s.strategy, holdout=hold,
                  max_holdout=s.max_holdout, reference=reference, seed=s.seed, loss_fn=kw["loss_fn"],
-                 progress=s.progress, **kw["split"])
+                 progress=s.progress, indices=given if isinstance(given, torch.Tensor) else None, **kw["split"])
     trust.update(kw["dist"])
+    if given is not None and not isinstance(given, torch.Tensor):
+        return _clean_loader(target, loader, given, s, trust, needs_data, kw)
     every = isinstance(s.n_trusted, int) and known_size(loader) == s.n_trusted
-    if every and not needs_data and not s.skip_head and kw["ranks"] is None:
+    if every and not needs_data and not s.skip_head and kw["ranks"] is None and given is None:
         disc = discover(target, kw["layers"], kw["skip"])
         with GramCollector(disc.units, backend=s.backend) as collector:
             trusted = select_trusted(target, _with_row_masks(loader, collector, kw), **trust)
@@ -67,6 +70,20 @@ def _trusted_and_statistics(target: nn.Module, loader: Iterable[Any], s: Setting
     stats = collect(target, trusted, layers=kw["layers"], skip=kw["skip"], skip_head=s.skip_head,
                     batch_size=s.batch_size, backend=s.backend, row_mask=kw["row_mask"], progress=s.progress,
                     **kw["dist"])
+    return trusted, stats
+
+
+def _clean_loader(target: nn.Module, loader: Iterable[Any], clean: Iterable[Any], s: Settings,
+                  trust: dict[str, Any], needs_data: bool, kw: dict[str, Any]) -> tuple[TrustedSet, Statistics]:
+    """``trusted=<a loader of clean samples>``: statistics from all of them; ``loader`` is read
+    only when alpha is chosen on training data (for its sample of training samples)."""
+    stats = collect(target, clean, layers=kw["layers"], skip=kw["skip"], skip_head=s.skip_head, batch_size=s.batch_size,
+                    backend=s.backend, row_mask=kw["row_mask"], progress=s.progress, **kw["split"], **kw["dist"])
+    if needs_data:
+        trusted = select_trusted(target, loader, **{**trust, "n_trusted": 1, "class_balanced": False})
+    else:
+        trusted = TrustedSet(SampleSet([], 1), None, 0, "clean loader", False)
+    trusted.strategy = "clean loader"
     return trusted, stats
 
 
@@ -118,16 +135,14 @@ def _training_data(trusted: TrustedSet, s: Settings, ranks: Optional[Ranks]) -> 
 def project(
     model: nn.Module, loader: Iterable[Any], *,
     val_loader: Optional[Iterable[Any]] = None, alpha: Optional[float] = None, alphas: Optional[Sequence[float]] = None,
-    n_trusted: Optional[Union[int, float]] = None, class_balanced: Optional[bool] = None, strategy: str = "loss",
+    n_trusted: Optional[Union[int, float]] = None, class_balanced: Optional[bool] = None, trusted: Any = "loss",
     layers: Optional[Union[Selector, Iterable[Selector]]] = None,
     skip: Optional[Union[Selector, Iterable[Selector]]] = None, skip_head: bool = False,
     inplace: bool = False, progress: bool = True, holdout: Optional[float] = None, max_holdout: int = 5_000,
-    seed: int = 0,
-    batch_size: Optional[int] = None, eig_dtype: Optional[torch.dtype] = None, solver: str = "auto",
+    seed: int = 0, batch_size: Optional[int] = None, eig_dtype: Optional[torch.dtype] = None, solver: str = "auto",
     backend: Optional[str] = None, loss_fn: Optional[PerSample] = None, score_fn: Optional[PerSample] = None,
-    row_mask: Optional[RowMaskFn] = attention_mask_rows,
-    batch_fn: Optional[batches.Splitter] = None, input_key: Optional[Union[str, Sequence[str]]] = None,
-    label_key: Optional[str] = None, dry_run: bool = False,
+    row_mask: Optional[RowMaskFn] = attention_mask_rows, batch_fn: Optional[batches.Splitter] = None,
+    input_key: Optional[Union[str, Sequence[str]]] = None, label_key: Optional[str] = None, dry_run: bool = False,
     process_group: Optional[ProcessGroup] = None, distributed: Optional[bool] = None,
 ) -> SAPResult:
     """Correct a classifier trained on noisy labels with Scaled Activation Projection.
@@ -156,7 +171,8 @@ def project(
             or a quarter of the data when that is fewer, with a notice).
         class_balanced: the best ``n_trusted / classes`` of each class; None (default): True for
             class labels under the default loss, False with ``loss_fn``.
-        strategy: how samples are ranked for trust: ``"loss"`` or ``"random"``.
+        trusted: ranking ``"loss"``, ``"curvature"`` (the published scripts') or ``"random"``; the
+            positions of samples known clean (ints into ``loader``'s order); or a loader of clean samples.
         layers, skip: module names, glob patterns or types to include / exclude (an attention
             block's name selects all its weights); an entry matching nothing is an error.
         skip_head: leave the classifier head (the layer whose output is the logits) alone.
@@ -186,14 +202,31 @@ def project(
         ``.warnings``, ``.notices``, ...
     """
     _check_inputs(dry_run, model, loader, val_loader)
+    strategy, given = _trusted_arg(trusted)
     s = settings(alpha=alpha, alphas=alphas, n_trusted=n_trusted, class_balanced=class_balanced, strategy=strategy,
                  solver=solver, eig_dtype=eig_dtype, batch_size=batch_size, holdout=holdout, max_holdout=max_holdout,
                  seed=seed, backend=backend, inplace=inplace, progress=progress, skip_head=skip_head)
     _check_sweep(s, val_loader, loss_fn, score_fn)
     kw = _options(layers, skip, loss_fn, score_fn, row_mask, batch_fn, input_key, label_key, process_group, distributed)
+    kw["given"] = given
     returned, target = _working_model(model, s, layers, skip)
     with eval_modes(target):
         return _run(returned, target, loader, val_loader, s, kw)
+
+
+def _trusted_arg(trusted: Any) -> tuple[str, Any]:
+    """``trusted=`` as ``(ranking strategy, given)``: given is None, a tensor of clean positions, or a
+    loader of clean samples."""
+    if isinstance(trusted, str):
+        return trusted, None
+    if isinstance(trusted, torch.Tensor) or (isinstance(trusted, (list, tuple)) and trusted
+                                             and all(isinstance(i, int) and not isinstance(i, bool) for i in trusted)):
+        return "loss", torch.as_tensor(trusted)
+    if hasattr(trusted, "__iter__") and not isinstance(trusted, (bytes, dict)):
+        check_loader(trusted, "trusted")
+        return "loss", trusted
+    raise TypeError("trusted must be 'loss', 'curvature', 'random', a sequence of clean sample positions or a "
+                    f"loader of clean samples; got {trusted!r}")
 
 
 def _options(layers: Any, skip: Any, loss_fn: Any, score_fn: Any, row_mask: Any, batch_fn: Any, input_key: Any,

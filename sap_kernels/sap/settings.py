@@ -71,7 +71,8 @@ def settings(*, alpha: Any, alphas: Any, n_trusted: Any, class_balanced: Any, st
     if solver == "solve" and a is None:
         raise ValueError("solver='solve' needs one fixed alpha (pass alpha=...); an alpha sweep uses 'eigh'")
     if strategy not in RANKERS:
-        raise ValueError(f"strategy must be one of {sorted(RANKERS)}, got {strategy!r}")
+        raise ValueError(f"trusted must be one of {sorted(RANKERS)}, a sequence of clean positions or a loader of "
+                         f"clean samples; got {strategy!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) and not hasattr(seed, "__index__"):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     requested_backend(backend)  # validates backend= and $SAP_KERNELS_BACKEND on every path

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -162,6 +162,7 @@ class _Selector:
         self.num_classes: Optional[int] = None
         self.reference = _Pool(reference) if reference else None  # uniform: lowest content keys
         self.correct = 0.0
+        self.given: Optional[torch.Tensor] = None  # indices known to be clean: scored 0, the rest 1
 
     def feed(self, model: nn.Module, batch: Any, split: batches.Splitter, b: int, device: torch.device) -> None:
         inputs, labels = split(batch)
@@ -178,7 +179,10 @@ class _Selector:
         classes = self.objective.classes(output, labels.cpu(), b) if self.class_balanced else None
         self.num_classes = self.objective.num_classes(output, n, b)
         host, labels = batches.to_host(inputs), labels.detach().cpu()
-        part = Part(host, labels, torch.arange(self.seen, self.seen + n), scores, classes)
+        indices = torch.arange(self.seen, self.seen + n)
+        if self.given is not None:
+            scores = (~torch.isin(indices, self.given)).float()
+        part = Part(host, labels, indices, scores, classes)
         if self.objective.loss_fn is None:
             self.correct += float(self.objective.scores(output, labels, b).sum())
         keys = content_keys(host, labels, self.seed) if self.reference is not None or self.holdout > 0 else None
@@ -227,6 +231,12 @@ class _Selector:
             raise ValueError("the loader yielded no samples")
         available = totals.seen - totals.held
         notices: list[str] = []
+        if self.given is not None:
+            beyond = self.given[self.given >= totals.seen]
+            if beyond.numel():
+                raise ValueError(f"indices {beyond[:5].tolist()} are beyond the {totals.seen} samples the loader "
+                                 "yielded")
+            requested = int(self.given.numel())
         n = trusted_count(requested, available, notices)
         if n > available:
             where = f" after holding out {totals.held} for choosing alpha" if totals.held else ""
@@ -303,6 +313,7 @@ def select_trusted(
     progress: bool = True,
     process_group: Optional[ProcessGroup] = None,
     distributed: Optional[bool] = None,
+    indices: Optional[Sequence[int]] = None,
 ) -> TrustedSet:
     """Phase 1: rank every sample of ``loader`` and keep the ``n_trusted`` most trusted.
 
@@ -316,7 +327,11 @@ def select_trusted(
             is filled with the best of the others, stated in ``notices``). None (default): True
             for class labels under the default loss (as the published scripts select), False
             with a custom ``loss_fn``.
-        strategy: ``"loss"`` (lowest per-sample loss, the paper's criterion) or ``"random"``.
+        strategy: ``"loss"`` (lowest per-sample loss, the criterion of the paper's text),
+            ``"curvature"`` (the published scripts' input-curvature score, ``rankers.CurvatureRanker``)
+            or ``"random"``.
+        indices: positions (in the loader's order) of samples known to be clean: exactly those are
+            trusted (``n_trusted`` and ``class_balanced`` do not apply; one process only).
         holdout, max_holdout, seed: with ``holdout > 0`` each sample is set aside with that
             probability (seeded; at most ``max_holdout``) for choosing alpha, and never trusted.
         reference: keep a seeded uniform sample of up to this many samples (trusted ones
@@ -335,26 +350,14 @@ def select_trusted(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     requested = check_n_trusted(n_trusted)
-    if strategy not in RANKERS:
-        raise ValueError(f"strategy must be one of {sorted(RANKERS)}, got {strategy!r}")
-    if not isinstance(holdout, (int, float)) or isinstance(holdout, bool) or not 0 <= holdout < 1:
-        raise ValueError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
     check_loader(loader, "loader")
     split = batches.make_splitter(batch_fn, input_key, label_key)
-    objective = Objective(loss_fn=loss_fn)
-    if class_balanced is None:
-        class_balanced = loss_fn is None
-    elif not isinstance(class_balanced, bool):
-        raise TypeError(f"class_balanced must be True, False or None, got {class_balanced!r}")
     inner, _ = unwrap(model)
     device = device_of(inner)
-    capacity = requested if isinstance(requested, int) else DEFAULT_N_TRUSTED if requested is None else 2**62
-    if reference:
-        reference = check_count(reference, "reference")
     ranks = resolve_ranks(process_group, distributed)
-    per_rank = -(-reference // ranks.size) if reference and ranks is not None else reference
-    selector = _Selector(RANKERS[strategy](objective, seed), objective, class_balanced, capacity,
-                         float(holdout), check_count(max_holdout, "max_holdout"), seed, per_rank)
+    selector = _selector(requested, class_balanced, strategy, holdout, max_holdout, reference, seed, loss_fn,
+                         indices, ranks)
+    strategy = "given" if selector.given is not None else strategy
 
     def stream() -> None:
         with eval_modes(inner):
@@ -363,6 +366,49 @@ def select_trusted(
 
     agreed(ranks, "ranking the samples", stream)
     return agreed(ranks, "choosing the trusted samples", lambda: selector.result(requested, strategy, ranks))
+
+
+def _selector(requested: Optional[Union[int, float]], class_balanced: Optional[bool], strategy: str, holdout: float,
+              max_holdout: int, reference: int, seed: int, loss_fn: Optional[PerSample],
+              indices: Optional[Sequence[int]], ranks: Optional[Ranks]) -> _Selector:
+    """The selector ``select_trusted``'s options describe, each option checked."""
+    if strategy not in RANKERS:
+        raise ValueError(f"strategy must be one of {sorted(RANKERS)}, got {strategy!r}")
+    if not isinstance(holdout, (int, float)) or isinstance(holdout, bool) or not 0 <= holdout < 1:
+        raise ValueError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
+    objective = Objective(loss_fn=loss_fn)
+    if class_balanced is None:
+        class_balanced = loss_fn is None
+    elif not isinstance(class_balanced, bool):
+        raise TypeError(f"class_balanced must be True, False or None, got {class_balanced!r}")
+    capacity = requested if isinstance(requested, int) else DEFAULT_N_TRUSTED if requested is None else 2**62
+    reference = check_count(reference, "reference") if reference else 0
+    per_rank = -(-reference // ranks.size) if reference and ranks is not None else reference
+    given = _given(indices, ranks)
+    if given is not None:
+        class_balanced, capacity, strategy = False, int(given.numel()), "loss"
+    selector = _Selector(RANKERS[strategy](objective, seed), objective, class_balanced, capacity, float(holdout),
+                         check_count(max_holdout, "max_holdout"), seed, per_rank)
+    selector.given = given
+    return selector
+
+
+def _given(indices: Optional[Sequence[int]], ranks: Optional[Ranks]) -> Optional[torch.Tensor]:
+    """``indices=`` as a sorted int64 tensor of distinct non-negative positions, or a named error."""
+    if indices is None:
+        return None
+    if ranks is not None:
+        raise ValueError("indices= (given clean samples) runs on one process; pass distributed=False")
+    try:
+        t = torch.as_tensor(indices)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"indices must be a sequence of sample positions, got {type(indices).__name__}") from None
+    if t.dim() != 1 or t.is_floating_point() or t.is_complex() or t.dtype == torch.bool or t.numel() == 0:
+        raise TypeError(f"indices must be a non-empty 1-d sequence of integer positions, got {t.dtype} {list(t.shape)}")
+    out: torch.Tensor = torch.unique(t.long())
+    if int(out.min()) < 0:
+        raise ValueError(f"indices must be >= 0, got {out[out < 0][:5].tolist()}")
+    return out
 
 
 def check_loader(loader: Any, name: str) -> None:
