@@ -61,7 +61,8 @@ class ExperimentResult:
     ``alpha``/``alpha_default`` are the alphas the two SAP calls chose (``math.inf``: model left
     unchanged); ``val_scores`` maps each alpha tried to its accuracy on the noisy validation
     split; ``noise_rate`` is the actual share of flipped training labels; ``seconds`` times
-    each stage.
+    each stage; ``sap_result`` is the ``SAPResult`` of the call with validation data (its model
+    and report; None where a result was built by hand).
     """
 
     config: ExperimentConfig
@@ -74,6 +75,7 @@ class ExperimentResult:
     default_rule: str = ""
     default_warnings: tuple[str, ...] = ()
     default_notices: tuple[str, ...] = ()
+    sap_result: sap_kernels.SAPResult | None = field(default=None, repr=False, compare=False)
 
     @property
     def gap_closed(self) -> float:
@@ -182,5 +184,5 @@ def run_experiment(
     acc["retrain"] = accuracy(clean_model, s.x_test, s.y_test)
     return ExperimentResult(
         config, acc, float(sap.alpha), dict(sap.scores), data.train_noise.rate, seconds, float(plain.alpha),
-        plain.rule, tuple(plain.warnings), tuple(plain.notices),
+        plain.rule, tuple(plain.warnings), tuple(plain.notices), sap,
     )
