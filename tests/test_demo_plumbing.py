@@ -127,13 +127,21 @@ def test_loader_keeps_sample_order(splits):
 def test_cli_help_lists_demo(capsys):
     from sap_kernels.__main__ import main
 
-    with pytest.raises(SystemExit) as exc:
-        main(["demo", "--help"])
-    assert exc.value.code == 0
+    assert main(["demo", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--noise-rate" in out and "--n-trusted" in out and "--threads" in out
-    assert out.startswith("usage: sap-kernels demo")
+    assert out.startswith("Usage: sap-kernels demo")
     assert main([]) == 2
+
+
+def test_demo_options_make_the_config():
+    from sap_kernels.demo.cli import DEFAULTS, config_from_options
+
+    assert config_from_options() == DEFAULTS
+    config = config_from_options(0.4, "asymmetric", 3, 100, False, 5, [1.0, 10.0])
+    assert (config.noise_rate, config.noise_type, config.seed, config.n_trusted) == (0.4, "asymmetric", 3, 100)
+    assert config.class_balanced is False and config.train.epochs == 5 and config.alphas == (1.0, 10.0)
+    assert config.train.lr == DEFAULTS.train.lr and config.width == DEFAULTS.width
 
 
 def test_summary_of_one_seed_has_no_spread_line():
