@@ -37,7 +37,7 @@ AlphaOpt = Annotated[Optional[float], typer.Option(
 AlphasOpt = Annotated[Optional[list[float]], typer.Option(
     "--alphas", metavar="A1 A2 ...",
     help="alpha grid to choose from, on val_loader (or, without one, on training samples by the plateau "
-         "rule). [default: project()'s grid, 1, 10**0.25, ..., 1e6]")]
+         "rule). [default: project()'s grid, 1, 10**0.5, ..., 1e6]")]
 NTrustedOpt = Annotated[Optional[str], typer.Option(
     "--n-trusted", metavar="N",
     help="trusted samples: a count, or a fraction of the training set in (0, 1). "

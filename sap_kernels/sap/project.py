@@ -138,7 +138,7 @@ def project(
     n_trusted: Optional[Union[int, float]] = None, class_balanced: Optional[bool] = None, trusted: Any = "loss",
     layers: Optional[Union[Selector, Iterable[Selector]]] = None,
     skip: Optional[Union[Selector, Iterable[Selector]]] = None, skip_head: bool = False,
-    inplace: bool = False, progress: bool = True, holdout: Optional[float] = None, max_holdout: int = 5_000,
+    inplace: bool = False, progress: bool = True, holdout: Optional[float] = None, max_holdout: int = 500,
     seed: int = 0, batch_size: Optional[int] = None, eig_dtype: Optional[torch.dtype] = None, solver: str = "auto",
     backend: Optional[str] = None, loss_fn: Optional[PerSample] = None, score_fn: Optional[PerSample] = None,
     row_mask: Optional[RowMaskFn] = attention_mask_rows, batch_fn: Optional[batches.Splitter] = None,
@@ -166,7 +166,7 @@ def project(
             memorised its training labels) by the plateau rule (``choose_alpha``), else by their
             accuracy with the trusted samples left out; the result then carries a warning.
         alpha: use this alpha (``> 0``; ``math.inf`` leaves the model unchanged); no sweep.
-        alphas: the grid to search (default ``1, 10**0.25, ..., 1e6``); not with ``alpha``.
+        alphas: the grid to search (default ``1, 10**0.5, ..., 1e6``); not with ``alpha``.
         n_trusted: trusted samples: a count, a fraction in (0, 1) of the data, or None (1000,
             or a quarter of the data when that is fewer, with a notice).
         class_balanced: the best ``n_trusted / classes`` of each class; None (default): True for
