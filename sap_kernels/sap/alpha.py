@@ -24,8 +24,9 @@ from torch import nn
 from . import batches
 from .apply import projectors_from_spectra
 from .distributed import ProcessGroup, resolve_ranks
-from .evaluation import Validation, best_alpha, check_alphas, default_alphas, smoothed_scores, sweep
+from .evaluation import Validation, best_alpha, check_alphas, smoothed_scores, sweep
 from .guards import eval_modes
+from .modes import check_location, check_mode, default_grid, grid_for
 from .objective import Objective, PerSample
 from .samples import SampleSet
 from .spectra import Spectra
@@ -120,6 +121,8 @@ def choose_alpha(
     progress: bool = True,
     process_group: Optional[ProcessGroup] = None,
     distributed: Optional[bool] = None,
+    mode: str = "sap",
+    location: str = "pre",
 ) -> AlphaChoice:
     """Phase 4: score the projection at every alpha of a grid on ``val_loader`` and pick one.
 
@@ -138,16 +141,19 @@ def choose_alpha(
         score_fn: per-sample score ``(output, labels) -> [B]`` (default: accuracy).
         process_group, distributed: under torch.distributed each rank passes its own shard of the
             validation data and every score is summed over the ranks, so every rank picks the same.
+        mode, location: the projection variant and side (``sap_kernels.sap.modes``); for ``"gpm"``
+            the grid is of energy shares (default ``modes.GPM_SHARES``).
     Returns:
         ``AlphaChoice``.
     """
     if memorised not in (True, False, "auto"):
         raise ValueError(f"memorised must be True, False or 'auto', got {memorised!r}")
-    grid = default_alphas() if alphas is None else check_alphas(alphas)
+    mode, location = check_mode(mode), check_location(location)
+    grid = default_grid(mode) if alphas is None else grid_for(mode, check_alphas(alphas))
     data = _data(val_loader, batches.make_splitter(batch_fn, input_key, label_key))
     inner, _ = unwrap(model)
     with eval_modes(inner):
-        projectors = projectors_from_spectra(inner, spectra, backend)
+        projectors = projectors_from_spectra(inner, spectra, backend, mode, location)
         scores = sweep(inner, projectors, grid, data, device_of(inner), Objective(score_fn=score_fn), progress,
                        resolve_ranks(process_group, distributed))
     fitted = memorised is True or (memorised == "auto" and scores[math.inf] >= MEMORISED_SCORE)

@@ -15,12 +15,13 @@ from torch import nn
 from .. import ops
 from ..ops.scales import check_alpha
 from .distributed import Ranks, agreed, lpt_assignment
+from .modes import check_location, check_mode, check_param
 from .params import WeightAccess, weight_access
 from .spectra import Spectra, check_finite, decompose_stream, stream_names
 from .spectrum import Spectrum
 from .statistics import Statistics, StreamStats
 from .targets import Target
-from .weights import EigenProjector, Projector, SolveProjector
+from .weights import EigenProjector, GeneralProjector, Projector, SolveProjector
 from .wrappers import working_copy
 
 SOLVERS = ("auto", "eigh", "solve")
@@ -74,8 +75,40 @@ def _solve_gram(s: StreamStats) -> Optional[torch.Tensor]:
     return r.transpose(-1, -2) @ r
 
 
-def projectors_from_spectra(model: nn.Module, spectra: Spectra, backend: Optional[str] = None) -> list[Projector]:
-    return [EigenProjector(t, _access(model, t), spectra.spectra[t.stream], backend) for t in spectra.targets]
+def _bias_access(model: nn.Module, t: Target) -> Optional[WeightAccess]:
+    if t.bias is None or t.rows is not None:
+        return None
+    access, why = weight_access(t.module(model), t.bias)
+    if access is None:
+        raise ValueError(f"{t.name!r}: its bias cannot be written ({why})")
+    return access
+
+
+def _post_spectrum(spectra: dict[str, Spectrum], t: Target, location: str) -> Optional[Spectrum]:
+    if location == "pre":
+        return None
+    if t.post is None or t.post not in spectra:
+        if t.kind.startswith("MHA"):
+            return None  # attention blocks keep their input side (modes.py)
+        raise ValueError(f"{t.name!r}: location={location!r} needs the layer's output statistics; collect them "
+                         f"with collect(..., location={location!r}) (or project(..., location={location!r}))")
+    return spectra[t.post]
+
+
+def projector_for(model: nn.Module, t: Target, spectra: dict[str, Spectrum], mode: str = "sap",
+                  location: str = "pre", backend: Optional[str] = None) -> Projector:
+    """The projector of one target: the fused SAP kernel for the default (``sap``, input side),
+    else the general one (any mode, either or both sides)."""
+    if mode == "sap" and location == "pre":
+        return EigenProjector(t, _access(model, t), spectra[t.stream], backend)
+    pre = spectra[t.stream] if location != "post" or t.kind.startswith("MHA") else None
+    post = _post_spectrum(spectra, t, location)
+    return GeneralProjector(t, _access(model, t), pre, post, mode, _bias_access(model, t) if post is not None else None)
+
+
+def projectors_from_spectra(model: nn.Module, spectra: Spectra, backend: Optional[str] = None, mode: str = "sap",
+                            location: str = "pre") -> list[Projector]:
+    return [projector_for(model, t, spectra.spectra, mode, location, backend) for t in spectra.targets]
 
 
 def projectors_from_statistics(model: nn.Module, stats: Statistics, alpha: float, solver: str = "auto",
@@ -136,13 +169,13 @@ def _share(model: nn.Module, mine: Optional[torch.Tensor], t: Target, ranks: Ran
 def write_all(projectors: list[Projector], alpha: float, ranks: Optional[Ranks] = None) -> None:
     """Every projection at ``alpha`` computed first (agreed over the ranks), then written; any
     failure, on this rank or another, restores what was written."""
-    new = agreed(ranks, "computing the projected weights", lambda: [p.projected(alpha) for p in projectors])
+    new = agreed(ranks, "computing the projected weights", lambda: [p.prepare(alpha) for p in projectors])
     done: list[Projector] = []
 
     def write() -> None:
-        for p, w in zip(projectors, new):
+        for p, values in zip(projectors, new):
             done.append(p)
-            p.access.write(w)
+            p.commit(values)
 
     try:
         agreed(ranks, "writing the weights", write)
@@ -160,6 +193,8 @@ def apply(
     inplace: bool = False,
     solver: str = "auto",
     backend: Optional[str] = None,
+    mode: str = "sap",
+    location: str = "pre",
 ) -> nn.Module:
     """Project ``model``'s weights at ``alpha`` with ``source`` (from ``decompose`` or ``collect``).
 
@@ -172,18 +207,24 @@ def apply(
         inplace: write into ``model`` itself; else into a deep copy, returned.
         solver: ``"auto"``/``"solve"`` or ``"eigh"`` (only for ``Statistics``).
         backend: kernel backend for ``ops.scaled_projection``.
+        mode, location: the projection variant and side (``sap_kernels.sap.modes``); ``"gpm"``
+            takes ``alpha`` as the share of energy kept. The Cholesky route serves ``sap`` on the
+            input side; the rest decompose.
     Returns:
         the projected model (``model`` itself when ``inplace``).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    a = strict_alpha(alpha)
+    mode, location = check_mode(mode), check_location(location)
+    a = check_param(mode, strict_alpha(alpha))
     solver = check_solver(solver)
     if not isinstance(source, (Spectra, Statistics)):
         raise TypeError(f"source must be Spectra or Statistics, got {type(source).__name__}")
     returned, target, _ = working_copy(model, inplace)
+    if isinstance(source, Statistics) and (mode != "sap" or location != "pre"):
+        source = source.decompose()
     if isinstance(source, Spectra):
-        projectors = projectors_from_spectra(target, source, backend)
+        projectors = projectors_from_spectra(target, source, backend, mode, location)
     else:
         projectors = projectors_from_statistics(target, source, a, solver, backend)
     write_all(projectors, a)

@@ -157,7 +157,7 @@ class GramCollector:
     def _add(self, spec: StreamSpec, x: torch.Tensor, sink: Sink) -> None:
         if x.is_nested:
             x = torch.cat([t.reshape(-1, spec.k) for t in x.unbind()])
-        if spec.kind == "rows":
+        if spec.kind in ("rows", "outputs"):
             x = _masked(x, self.row_mask)
         acc = self.streams.get(spec.key)
         if acc is None:

@@ -18,6 +18,7 @@ from .guards import eval_modes
 from .head import find_head
 from .layers import Discovery, LayerUnit, Selector, discover
 from .merge import merge_streams
+from .modes import check_location
 from .samples import SampleSet
 from .statistics import Statistics, StreamStats
 from .trusted import TrustedSet, check_count, check_loader
@@ -77,8 +78,10 @@ def statistics_of(collector: GramCollector, disc: Discovery, head: Optional[str]
             skipped.append((t.name, "never called during the forward pass"))
             continue
         targets.append(t)
-        if t.stream not in streams:
-            streams[t.stream] = StreamStats(acc.spec, acc.rows, acc.gram, acc.kept_rows(), acc.exp or 0)
+        for key in (t.stream, t.post):
+            got = collector.streams.get(key) if key is not None else None
+            if key is not None and got is not None and got.rows and key not in streams:
+                streams[key] = StreamStats(got.spec, got.rows, got.gram, got.kept_rows(), got.exp or 0)
     if not targets:
         raise ValueError("nothing to project: no selected layer was called during the forward pass"
                          + "".join(f"\n  {n}: {why}" for n, why in skipped[:20]))
@@ -107,6 +110,7 @@ def collect(
     progress: bool = True,
     process_group: Optional[ProcessGroup] = None,
     distributed: Optional[bool] = None,
+    location: str = "pre",
 ) -> Statistics:
     """Phase 2: the Gram (or, while fewer than ``K``, the rows) of every selected layer's input.
 
@@ -125,6 +129,8 @@ def collect(
         process_group, distributed: under torch.distributed each rank collects its own samples
             (none is fine) and every rank ends with the statistics of all of them (see
             ``select_trusted``).
+        location: ``"post"``/``"all"`` also collect every Linear/Conv layer's outputs (for
+            output-side projection, ``sap_kernels.sap.modes``).
     Returns:
         ``Statistics`` (the same on every rank).
     """
@@ -137,7 +143,7 @@ def collect(
     ranks = resolve_ranks(process_group, distributed)
     inner, _ = unwrap(model)
     split = batches.make_splitter(batch_fn, input_key, label_key)
-    disc = discover(inner, layers, skip)
+    disc = discover(inner, layers, skip, post=check_location(location) != "pre")
     if not disc.units:
         raise nothing_to_project(disc)
     device = device_of(inner)

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Protocol, Union
 
+import torch
 from torch import nn
 
 from .params import weight_access
-from .sinks import PatchSink, Sink, rows_sink
+from .sinks import OutputSink, PatchSink, Sink, rows_sink
 from .targets import ConvSpec, StreamSpec, Target
 
 if TYPE_CHECKING:
@@ -71,8 +72,8 @@ class LayerUnit:
     """An ``nn.Linear`` or ``nn.ConvNd``: one stream (its input, via a forward pre-hook) and one
     target; with ``stream`` given, a module tied to another's weight that only feeds its stream."""
 
-    def __init__(self, name: str, module: Layer, stream: Optional[str] = None):
-        self.name, self.module = name, module
+    def __init__(self, name: str, module: Layer, stream: Optional[str] = None, post: bool = False):
+        self.name, self.module, self.post = name, module, post
         w = module.weight
         self.k = int(w[0].numel() if w.dim() > 1 else w.numel())
         self.groups = int(getattr(module, "groups", 1))
@@ -81,22 +82,47 @@ class LayerUnit:
         self.feeds_only = stream is not None
         self.tied: list[str] = []
 
+    @property
+    def out_per_group(self) -> int:
+        return int(self.module.weight.shape[0]) // self.groups
+
     def streams(self) -> list[StreamSpec]:
         if self.feeds_only:
             return []
-        return [StreamSpec(self.name, self.groups, self.k, "rows" if self.conv is None else "patches")]
+        out = [StreamSpec(self.name, self.groups, self.k, "rows" if self.conv is None else "patches")]
+        if self.post:
+            kind = "outputs" if self.conv is None else "conv-outputs"  # token masks apply to the former only
+            out.append(StreamSpec(post_key(self.name), self.groups, self.out_per_group, kind))
+        return out
 
     def targets(self) -> list[Target]:
         if self.feeds_only:
             return []
+        bias = "bias" if getattr(self.module, "bias", None) is not None else None
         return [Target(self.name, self.name if self.name != "<root>" else "", "weight", None, self.groups, self.k,
                        self.name, type(self.module).__name__, self.name, tuple(self.module.weight.shape),
-                       tuple(self.tied))]
+                       tuple(self.tied), post_key(self.name) if self.post else None, bias)]
 
     def install(self, collector: GramCollector) -> list[Handle]:
         sink: Sink = rows_sink if self.conv is None else PatchSink(self.conv)
         hook = partial(_layer_hook, collector=collector, key=self.stream, name=self.name, sink=sink)
-        return [self.module.register_forward_pre_hook(hook)]
+        handles: list[Handle] = [self.module.register_forward_pre_hook(hook)]
+        if self.post:
+            out_sink = OutputSink(self.groups, None if self.conv is None else self.conv.nd)
+            post = partial(_output_hook, collector=collector, key=post_key(self.stream), sink=out_sink)
+            handles.append(self.module.register_forward_hook(post))
+        return handles
+
+
+def post_key(stream: str) -> str:
+    """The key of the output-side stream of a layer whose input stream is ``stream``."""
+    return f"{stream}@post"
+
+
+def _output_hook(module: nn.Module, args: tuple[Any, ...], output: Any, *, collector: GramCollector, key: str,
+                 sink: Sink) -> None:
+    if isinstance(output, torch.Tensor):
+        collector.add(key, output, sink)
 
 
 def _layer_hook(module: nn.Module, args: tuple[Any, ...], *, collector: GramCollector, key: str, name: str,
@@ -225,7 +251,7 @@ def _param_users(named: list[tuple[str, nn.Module]]) -> dict[int, list[str]]:
 
 
 def _layer_unit(name: str, mod: Layer, owners: dict[int, LayerUnit], users: dict[int, list[str]],
-                layer_names: set[str], skipped: list[tuple[str, str]]) -> Optional[LayerUnit]:
+                layer_names: set[str], skipped: list[tuple[str, str]], post: bool = False) -> Optional[LayerUnit]:
     """The unit of a Linear/Conv module (a stream feeder when its weight is tied to an earlier
     one's), or None with the reason recorded in ``skipped``."""
     reason = _why_not(mod)
@@ -243,13 +269,13 @@ def _layer_unit(name: str, mod: Layer, owners: dict[int, LayerUnit], users: dict
             skipped.append((name, f"weight tied to {owner.name} with another layout"))
             return None
         owner.tied.append(name)
-        return LayerUnit(name, mod, stream=owner.stream)
-    unit = LayerUnit(name, mod)
+        return LayerUnit(name, mod, stream=owner.stream, post=post)
+    unit = LayerUnit(name, mod, post=post)
     owners[id(mod.weight)] = unit
     return unit
 
 
-def _units(model: nn.Module, skipped: list[tuple[str, str]]) -> list[Unit]:
+def _units(model: nn.Module, skipped: list[tuple[str, str]], post: bool = False) -> list[Unit]:
     """Every projectable unit of ``model`` (before selection), in module order."""
     from .attention import AttentionUnit
 
@@ -266,7 +292,7 @@ def _units(model: nn.Module, skipped: list[tuple[str, str]]) -> list[Unit]:
         if isinstance(mod, nn.MultiheadAttention):
             units.append(AttentionUnit(label, mod))
         elif isinstance(mod, LAYER_TYPES):
-            unit = _layer_unit(label, mod, owners, users, layer_names, skipped)
+            unit = _layer_unit(label, mod, owners, users, layer_names, skipped, post)
             if unit is not None:
                 units.append(unit)
         elif any(True for _ in mod.parameters(recurse=False)):
@@ -278,17 +304,19 @@ def discover(
     model: nn.Module,
     layers: Optional[Union[Selector, Iterable[Selector]]] = None,
     skip: Optional[Union[Selector, Iterable[Selector]]] = None,
+    post: bool = False,
 ) -> Discovery:
     """The units to hook, the filter to apply to their targets, and the modules left alone.
 
     A unit is kept when at least one of its targets is selected (a tied feeder when its owner
     is). A ``layers=`` or ``skip=`` entry that matches nothing raises, naming the projectable modules.
+    ``post``: Linear/Conv units also stream their outputs (for output-side projection).
     """
     filt = LayerFilter(as_selectors(layers, "layers"), as_selectors(skip, "skip"))
     skipped: list[tuple[str, str]] = []
     kept: list[Unit] = []
     chosen_streams: set[str] = set()
-    for unit in _units(model, skipped):
+    for unit in _units(model, skipped, post):
         chosen = False
         for t in unit.targets():
             reason = filt.reason(t, _owners(unit, t))

@@ -25,6 +25,7 @@ from .guards import eval_modes
 from .layers import Selector, discover
 from .objective import PerSample
 from .result import LayerReport, SAPResult
+from .rounds import first_round, run_rounds
 from .samples import SampleSet
 from .settings import Settings, settings
 from .spectra import Spectra
@@ -59,7 +60,7 @@ def _trusted_and_statistics(target: nn.Module, loader: Iterable[Any], s: Setting
     if given is not None and not isinstance(given, torch.Tensor):
         return _clean_loader(target, loader, given, s, trust, needs_data, kw)
     every = isinstance(s.n_trusted, int) and known_size(loader) == s.n_trusted
-    if every and not needs_data and not s.skip_head and kw["ranks"] is None and given is None:
+    if every and not needs_data and not s.skip_head and kw["ranks"] is None and given is None and s.location == "pre":
         disc = discover(target, kw["layers"], kw["skip"])
         with GramCollector(disc.units, backend=s.backend) as collector:
             trusted = select_trusted(target, _with_row_masks(loader, collector, kw), **trust)
@@ -69,7 +70,7 @@ def _trusted_and_statistics(target: nn.Module, loader: Iterable[Any], s: Setting
         trusted = select_trusted(target, loader, **trust)
     stats = collect(target, trusted, layers=kw["layers"], skip=kw["skip"], skip_head=s.skip_head,
                     batch_size=s.batch_size, backend=s.backend, row_mask=kw["row_mask"], progress=s.progress,
-                    **kw["dist"])
+                    location=s.location, **kw["dist"])
     return trusted, stats
 
 
@@ -78,7 +79,8 @@ def _clean_loader(target: nn.Module, loader: Iterable[Any], clean: Iterable[Any]
     """``trusted=<a loader of clean samples>``: statistics from all of them; ``loader`` is read
     only when alpha is chosen on training data (for its sample of training samples)."""
     stats = collect(target, clean, layers=kw["layers"], skip=kw["skip"], skip_head=s.skip_head, batch_size=s.batch_size,
-                    backend=s.backend, row_mask=kw["row_mask"], progress=s.progress, **kw["split"], **kw["dist"])
+                    backend=s.backend, row_mask=kw["row_mask"], progress=s.progress, location=s.location,
+                    **kw["split"], **kw["dist"])
     if needs_data:
         trusted = select_trusted(target, loader, **{**trust, "n_trusted": 1, "class_balanced": False})
     else:
@@ -104,13 +106,14 @@ def _with_row_masks(loader: Iterable[Any], collector: GramCollector, kw: dict[st
 def _choose(target: nn.Module, spectra: Spectra, trusted: TrustedSet, val_loader: Optional[Iterable[Any]],
             s: Settings, kw: dict[str, Any]) -> tuple[AlphaChoice, str]:
     if val_loader is not None:
-        choice = choose_alpha(target, spectra, val_loader, alphas=s.grid, score_fn=kw["score_fn"],
-                              backend=s.backend, progress=s.progress, **kw["split"], **kw["dist"])
+        choice = choose_alpha(target, spectra, val_loader, alphas=s.grid, score_fn=kw["score_fn"], backend=s.backend,
+                              progress=s.progress, mode=s.mode, location=s.location, **kw["split"], **kw["dist"])
         return choice, "val_loader"
     chance = 1.0 / trusted.num_classes if trusted.num_classes else 0.0
     data, where = _training_data(trusted, s, kw["ranks"])
-    choice = choose_alpha(target, spectra, data, alphas=s.grid, memorised="auto", chance=chance,
-                          score_fn=kw["score_fn"], backend=s.backend, progress=s.progress, **kw["dist"])
+    choice = choose_alpha(target, spectra, data, alphas=s.grid, memorised="auto", chance=chance, mode=s.mode,
+                          location=s.location, score_fn=kw["score_fn"], backend=s.backend, progress=s.progress,
+                          **kw["dist"])
     return choice, where
 
 
@@ -144,59 +147,44 @@ def project(
     row_mask: Optional[RowMaskFn] = attention_mask_rows, batch_fn: Optional[batches.Splitter] = None,
     input_key: Optional[Union[str, Sequence[str]]] = None, label_key: Optional[str] = None, dry_run: bool = False,
     process_group: Optional[ProcessGroup] = None, distributed: Optional[bool] = None,
+    mode: str = "sap", location: str = "pre", rounds: int = 1,
 ) -> SAPResult:
-    """Correct a classifier trained on noisy labels with Scaled Activation Projection.
-
-    Every ``nn.Linear``, ``nn.Conv1d/2d/3d`` (groups included) and ``nn.MultiheadAttention`` weight
-    ``W`` (``[out, K]`` per group) becomes ``W V diag(lambda) V^T``, ``(e, V)`` the eigenpairs of the
-    Gram of the layer's inputs on the trusted samples, ``lambda = alpha r / ((alpha - 1) r + 1)``,
-    ``r = e / sum(e)``; biases stay. The composition of the public phases (``select_trusted``,
-    ``collect``, ``Statistics.decompose``, ``choose_alpha``, ``apply``).
+    """Correct a classifier trained on noisy labels with Scaled Activation Projection: every Linear,
+    ConvNd and MultiheadAttention weight ``W`` (``[out, K]`` per group) becomes ``W V diag(lambda) V^T``,
+    ``(e, V)`` the eigenpairs of the Gram of its inputs on the trusted samples, ``lambda = alpha r /
+    ((alpha - 1) r + 1)``, ``r = e / sum e``; biases stay. The public phases composed (``select_trusted``,
+    ``collect``, ``Statistics.decompose``, ``choose_alpha``, ``apply``); README has the argument table.
 
     Args:
-        model: a classifier: logits ``[B, C]``, one logit ``[B]``/``[B, 1]`` (binary; labels 0/1),
-            or anything with ``loss_fn``/``score_fn``; outputs with ``.logits`` are read. CPU or
-            GPU (inputs go to the device of its first parameter), any float dtype. DataParallel,
-            DistributedDataParallel and ``torch.compile`` wrappers are peeled off.
-        loader: batches of the (noisy) training set: ``(inputs, labels)`` pairs, or anything
-            ``batch_fn``/``input_key``/``label_key`` turn into one. Iterated once.
-        val_loader: batches to choose alpha on, never trained on (labels as noisy as training
-            is fine): the reliable choice. Without it (and without ``alpha``) alpha is chosen on a
-            seeded sample of up to ``max_holdout`` training samples: when the model fits them (it
-            memorised its training labels) by the plateau rule (``choose_alpha``), else by their
-            accuracy with the trusted samples left out; the result then carries a warning.
-        alpha: use this alpha (``> 0``; ``math.inf`` leaves the model unchanged); no sweep.
-        alphas: the grid to search (default ``1, 10**0.5, ..., 1e6``); not with ``alpha``.
-        n_trusted: trusted samples: a count, a fraction in (0, 1) of the data, or None (1000,
-            or a quarter of the data when that is fewer, with a notice).
-        class_balanced: the best ``n_trusted / classes`` of each class; None (default): True for
-            class labels under the default loss, False with ``loss_fn``.
+        model: logits ``[B, C]``, one logit ``[B]``/``[B, 1]`` (labels 0/1), ``.logits``, or anything
+            with ``loss_fn``/``score_fn``; any device and float dtype; DP/DDP/compile wrappers peeled.
+        loader: the (noisy) training set, ``(inputs, labels)`` batches (or via ``batch_fn``/keys).
+        val_loader: samples never trained on (noisy labels fine): the reliable choice of alpha.
+            Without it, a seeded sample of up to ``max_holdout`` training samples: if the model
+            fits them, alpha by the plateau rule (with a warning), else by their accuracy.
+        alpha / alphas: one alpha (no sweep; ``math.inf``: unchanged) / the grid (default half-decades
+            ``1 .. 1e6``; for ``mode="gpm"`` energy shares).
+        n_trusted: a count, a fraction, or None (1000, or a quarter of smaller data, with a notice).
+        class_balanced: the best ``n_trusted / C`` per class; None: True for class labels.
         trusted: ranking ``"loss"``, ``"curvature"`` (the published scripts') or ``"random"``; the
             positions of samples known clean (ints into ``loader``'s order); or a loader of clean samples.
-        layers, skip: module names, glob patterns or types to include / exclude (an attention
-            block's name selects all its weights); an entry matching nothing is an error.
-        skip_head: leave the classifier head (the layer whose output is the logits) alone.
+        layers, skip, skip_head: names, glob patterns or types to include / exclude (no match is an
+            error); ``skip_head`` leaves the layer producing the logits alone.
         inplace: modify ``model`` itself (restored if anything fails); else a deep copy.
-        progress: tqdm progress bars.
-        holdout, max_holdout, seed: without ``val_loader``: ``holdout=None`` uses a seeded sample
-            of up to ``max_holdout`` training samples (see ``val_loader``); a fraction sets that
-            share of ``loader`` aside instead, never trusted.
-        batch_size: batch size of the activation pass (default: the loader's largest batch).
-        eig_dtype: ``torch.float32``/``torch.float64`` for every eigendecomposition (default: the
-            precision policy, ``sap_kernels.sap.precision``).
-        solver: ``"eigh"``, ``"solve"`` (one alpha: a float64 Cholesky solve per layer, no
-            spectrum in the report) or ``"auto"`` (``"solve"`` when ``alpha`` is given).
-        backend: force a kernel backend (``"torch"``, ``"triton"``, ``"cuda"``).
-        loss_fn, score_fn: per-sample loss (trusted ranking) and score (alpha choice),
-            ``(output, labels) -> [B]``.
-        row_mask: ``inputs -> [B, T]`` bool of real tokens; padding rows are left out of every
-            token-wise Gram. Default: a dict input's ``attention_mask``.
+        holdout, max_holdout, seed: ``holdout=None`` uses the seeded sample above; a fraction sets
+            that share of ``loader`` aside instead, never trusted.
+        batch_size, eig_dtype, backend, progress: activation-pass batch, eigendecomposition dtype
+            (default: ``sap.precision``), kernel backend, tqdm bars.
+        solver: ``"eigh"``, ``"solve"`` (one alpha: a float64 Cholesky solve per layer, no spectrum)
+            or ``"auto"`` (``"solve"`` when ``alpha`` is given and the variant allows it).
+        loss_fn, score_fn: per-sample loss (ranking) and score (alpha), ``(output, labels) -> [B]``.
+        row_mask: ``inputs -> [B, T]`` real tokens (default: ``attention_mask``); padding rows stay out.
         batch_fn, input_key, label_key: how a batch becomes ``(inputs, labels)``.
         dry_run: replaced by ``sap_kernels.plan`` (raises a TypeError saying so).
-        process_group, distributed: inside ``torchrun`` (any initialised process group with several
-            processes; ``distributed=False``: this process alone) each rank passes its own shard and
-            all end with the weights one process gives on the concatenated shards (README, "Several
-            GPUs or nodes"); a rank that raises makes every rank raise, nothing written.
+        process_group, distributed: under ``torchrun`` each rank passes its shard and all end with the
+            single-process weights on the concatenated shards; ``distributed=False``: this process alone.
+        mode, location, rounds: the variant (``"sap"``, ``"sgp"``, ``"gpm"``), the side (``"pre"``,
+            ``"post"``, ``"all"``) and repeated rounds (alpha x10 each, composed), ``sap.modes``.
     Returns:
         ``SAPResult``: ``.model``, ``.alpha``, ``.scores``, ``.layers``, ``.skipped``, ``.rule``,
         ``.warnings``, ``.notices``, ...
@@ -205,7 +193,8 @@ def project(
     strategy, given = _trusted_arg(trusted)
     s = settings(alpha=alpha, alphas=alphas, n_trusted=n_trusted, class_balanced=class_balanced, strategy=strategy,
                  solver=solver, eig_dtype=eig_dtype, batch_size=batch_size, holdout=holdout, max_holdout=max_holdout,
-                 seed=seed, backend=backend, inplace=inplace, progress=progress, skip_head=skip_head)
+                 seed=seed, backend=backend, inplace=inplace, progress=progress, skip_head=skip_head, mode=mode,
+                 location=location, rounds=rounds)
     _check_sweep(s, val_loader, loss_fn, score_fn)
     kw = _options(layers, skip, loss_fn, score_fn, row_mask, batch_fn, input_key, label_key, process_group, distributed)
     kw["given"] = given
@@ -248,6 +237,29 @@ def _working_model(model: nn.Module, s: Settings, layers: Any, skip: Any) -> tup
     return returned, target
 
 
+def _rounds(target: nn.Module, trusted: TrustedSet, spectra: Spectra, projectors: list[Projector], alpha: float,
+            s: Settings, kw: dict[str, Any]) -> None:
+    """Round 0 written as a composed projection, then rounds ``1 .. s.rounds - 1`` (``rounds.py``)."""
+    chain = first_round(projectors, spectra.spectra, alpha, s.mode)
+    ranks = kw["ranks"]
+    write_all(list(chain), alpha, ranks)
+
+    given = kw["given"]
+    samples = given if given is not None and not isinstance(given, torch.Tensor) else trusted  # a clean loader
+
+    def again() -> Statistics:
+        return collect(target, samples, layers=kw["layers"], skip=kw["skip"], skip_head=s.skip_head,
+                       batch_size=s.batch_size, backend=s.backend, row_mask=kw["row_mask"], progress=s.progress,
+                       **kw["split"] if samples is given else {}, **kw["dist"])
+
+    try:
+        run_rounds(s.rounds, chain, alpha, s.mode, s.eig_dtype, again, lambda ps, a: write_all(ps, a, ranks))
+    except BaseException:
+        for p in chain:
+            p.restore()
+        raise
+
+
 def _check_inputs(dry_run: object, model: object, loader: Iterable[Any],
                   val_loader: Optional[Iterable[Any]]) -> None:
     """``project``'s checks of what it was given to work on, before its options are checked."""
@@ -279,19 +291,25 @@ def _run(returned: nn.Module, target: nn.Module, loader: Iterable[Any], val_load
     clock = time.perf_counter()
     choice, validation = None, "none (alpha given)"
     ranks = kw["ranks"]
-    if s.alpha is not None:
+    if s.alpha is not None and (s.mode, s.location, s.rounds) == ("sap", "pre", 1):
         projectors = projectors_from_statistics(target, stats, s.alpha, "eigh" if not s.solve else "solve", s.backend,
                                                 s.eig_dtype, ranks)
         source: Union[Spectra, Statistics] = stats
         chosen = s.alpha
+    elif s.alpha is not None:
+        source = stats.decompose(eig_dtype=s.eig_dtype, progress=s.progress, release=True, **kw["dist"])
+        projectors, chosen = projectors_from_spectra(target, source, s.backend, s.mode, s.location), s.alpha
     else:
         source = stats.decompose(eig_dtype=s.eig_dtype, progress=s.progress, release=True, **kw["dist"])
         timings["decompose"] = time.perf_counter() - clock
         clock = time.perf_counter()
         choice, validation = _choose(target, source, trusted, val_loader, s, kw)
-        projectors, chosen = projectors_from_spectra(target, source, s.backend), choice.alpha
+        projectors, chosen = projectors_from_spectra(target, source, s.backend, s.mode, s.location), choice.alpha
         timings["sweep"] = time.perf_counter() - clock
-    write_all(projectors, chosen, ranks)
+    if s.rounds > 1 and isinstance(source, Spectra):
+        _rounds(target, trusted, source, projectors, chosen, s, kw)
+    else:
+        write_all(projectors, chosen, ranks)
     return SAPResult(
         model=returned, alpha=chosen, scores={} if choice is None else dict(choice.scores),
         trusted_indices=stats.trusted_indices.clone(), layers=_reports(source, projectors), skipped=stats.skipped,

@@ -10,7 +10,8 @@ import torch
 from ..ops.dispatch import requested_backend
 from . import precision
 from .apply import check_solver, strict_alpha
-from .evaluation import check_alphas, default_alphas
+from .evaluation import check_alphas
+from .modes import check_location, check_mode, check_param, default_grid, grid_for
 from .rankers import RANKERS
 from .trusted import check_count, check_n_trusted
 
@@ -48,6 +49,9 @@ class Settings:
     inplace: bool
     progress: bool
     skip_head: bool
+    mode: str = "sap"
+    location: str = "pre"
+    rounds: int = 1
 
     @property
     def sweeping(self) -> bool:
@@ -56,17 +60,20 @@ class Settings:
     @property
     def solve(self) -> bool:
         """The fixed-alpha Cholesky route (``solver="auto"`` with ``alpha``, or ``"solve"``)."""
-        return self.alpha is not None and self.solver != "eigh" and not math.isinf(self.alpha)
+        return (self.alpha is not None and self.solver != "eigh" and not math.isinf(self.alpha)
+                and self.mode == "sap" and self.location == "pre" and self.rounds == 1)
 
 
 def settings(*, alpha: Any, alphas: Any, n_trusted: Any, class_balanced: Any, strategy: Any, solver: Any,
              eig_dtype: Any, batch_size: Any, holdout: Any, max_holdout: Any, seed: Any, backend: Any,
-             inplace: Any, progress: Any, skip_head: Any) -> Settings:
+             inplace: Any, progress: Any, skip_head: Any, mode: Any = "sap", location: Any = "pre",
+             rounds: Any = 1) -> Settings:
     """Every option checked; the first bad one raises a TypeError/ValueError naming it."""
     if alpha is not None and alphas is not None:
         raise ValueError("give alpha (one value, no sweep) or alphas (a grid to search), not both")
-    a = None if alpha is None else strict_alpha(alpha)
-    grid = None if a is not None else (default_alphas() if alphas is None else check_alphas(alphas))
+    mode, location = check_mode(mode), check_location(location)
+    a = None if alpha is None else check_param(mode, strict_alpha(alpha))
+    grid = None if a is not None else (default_grid(mode) if alphas is None else grid_for(mode, check_alphas(alphas)))
     solver = check_solver(solver)
     if solver == "solve" and a is None:
         raise ValueError("solver='solve' needs one fixed alpha (pass alpha=...); an alpha sweep uses 'eigh'")
@@ -76,6 +83,8 @@ def settings(*, alpha: Any, alphas: Any, n_trusted: Any, class_balanced: Any, st
     if isinstance(seed, bool) or not isinstance(seed, int) and not hasattr(seed, "__index__"):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     requested_backend(backend)  # validates backend= and $SAP_KERNELS_BACKEND on every path
+    if check_count(rounds, "rounds") > 1 and location != "pre":
+        raise ValueError(f"rounds={rounds} composes input-side projections; it needs location='pre', not {location!r}")
     return Settings(
         alpha=a, grid=grid, n_trusted=check_n_trusted(n_trusted),
         class_balanced=None if class_balanced is None else _flag(class_balanced, "class_balanced"),
@@ -83,5 +92,5 @@ def settings(*, alpha: Any, alphas: Any, n_trusted: Any, class_balanced: Any, st
         batch_size=None if batch_size is None else check_count(batch_size, "batch_size"),
         holdout=_fraction(holdout, "holdout"), max_holdout=check_count(max_holdout, "max_holdout"),
         seed=int(seed), backend=backend, inplace=_flag(inplace, "inplace"), progress=_flag(progress, "progress"),
-        skip_head=_flag(skip_head, "skip_head"),
+        skip_head=_flag(skip_head, "skip_head"), mode=mode, location=location, rounds=check_count(rounds, "rounds"),
     )

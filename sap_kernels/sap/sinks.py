@@ -60,3 +60,30 @@ rows_sink = RowsSink()
 
 def conv_sink(conv: ConvSpec) -> PatchSink:
     return PatchSink(conv)
+
+
+class OutputSink:
+    """A layer's outputs as rows: a Linear's ``[..., out]`` (every leading position a row), a conv's
+    ``[N, C_out, *spatial]`` (or unbatched ``[C_out, *spatial]``) with each position a row of its
+    group's ``C_out / groups`` channels."""
+
+    def __init__(self, groups: int, conv_nd: Optional[int]):
+        self.groups, self.conv_nd = groups, conv_nd
+
+    def _rows(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """``[groups, m, k]`` (a view where possible)."""
+        if self.conv_nd is None:
+            return x.reshape(1, -1, k)
+        channels_last = x.movedim(0 if x.dim() == self.conv_nd + 1 else 1, -1)
+        return channels_last.reshape(-1, self.groups, k).transpose(0, 1)
+
+    def count(self, k: int, x: torch.Tensor) -> int:
+        return x.numel() // max(1, k * self.groups)
+
+    def rows(self, k: int, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return self._rows(k, x).to(dtype)
+
+    def gram(self, x: torch.Tensor, out: torch.Tensor, backend: Optional[str]) -> None:
+        rows = self._rows(out.shape[-1], x)
+        for g in range(self.groups):
+            ops.gram(rows[g], out=out[g], backend=backend)

@@ -27,7 +27,7 @@ class NonFiniteStatistics(ValueError):
 
 
 def stream_names(targets: list[Target], key: str) -> str:
-    names = [t.name for t in targets if t.stream == key]
+    names = [t.name if t.stream == key else f"{t.name} (outputs)" for t in targets if key in (t.stream, t.post)]
     return ", ".join(repr(n) for n in names) or repr(key)
 
 
@@ -123,7 +123,8 @@ def decompose_statistics(stats: "Statistics", *, eig_dtype: Optional[torch.dtype
     """Eigendecompose every stream of ``stats`` (``release``: drop each Gram once decomposed;
     ``ranks``: split the streams over the ranks, every rank gets every spectrum)."""
     eig_dtype = precision.check_eig_dtype(eig_dtype)
-    keys = [k for k in stats.streams if any(t.stream == k for t in stats.targets)]
+    used = {k for t in stats.targets for k in (t.stream, t.post) if k is not None}
+    keys = [k for k in stats.streams if k in used]
     if ranks is not None:
         spectra = _decompose_split(stats, keys, eig_dtype, ranks, progress)
     else:

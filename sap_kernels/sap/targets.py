@@ -71,6 +71,8 @@ class Target:
     unit: name of the module the target was discovered from (selection by name matches it).
     shape: the full parameter's shape (checked when statistics are applied to a model).
     tied: other modules whose calls feed the same stream because they share this weight.
+    post: key of the stream of the layer's outputs (``[groups, out_g, out_g]`` Gram), when the
+        output side was collected; bias: the module's bias parameter name, or None.
     """
 
     name: str
@@ -84,6 +86,8 @@ class Target:
     unit: str
     shape: tuple[int, ...] = ()
     tied: tuple[str, ...] = field(default_factory=tuple)
+    post: Optional[str] = None
+    bias: Optional[str] = None
 
     def module(self, model: nn.Module) -> nn.Module:
         return model.get_submodule(self.path)
@@ -108,9 +112,10 @@ class Target:
         return {"name": self.name, "path": self.path, "param": self.param,
                 "rows": list(self.rows) if self.rows else None, "groups": self.groups, "k": self.k,
                 "stream": self.stream, "kind": self.kind, "unit": self.unit, "shape": list(self.shape),
-                "tied": list(self.tied)}
+                "tied": list(self.tied), "post": self.post, "bias": self.bias}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Target":
         return cls(d["name"], d["path"], d["param"], tuple(d["rows"]) if d["rows"] else None, int(d["groups"]),
-                   int(d["k"]), d["stream"], d["kind"], d["unit"], tuple(d["shape"]), tuple(d["tied"]))
+                   int(d["k"]), d["stream"], d["kind"], d["unit"], tuple(d["shape"]), tuple(d["tied"]),
+                   d.get("post"), d.get("bias"))

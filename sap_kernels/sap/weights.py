@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 
 from .. import ops
+from .modes import importance
 from .params import WeightAccess
 from .spectrum import Spectrum
 from .targets import Target
@@ -44,7 +45,14 @@ class Projector:
         if math.isinf(alpha):
             self.restore()
         else:
-            self.access.write(self.projected(alpha))
+            self.commit(self.prepare(alpha))
+
+    def prepare(self, alpha: float) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """What ``commit`` writes at ``alpha``: the weight block and (output side) the bias, checked."""
+        return self.projected(alpha), None
+
+    def commit(self, values: tuple[torch.Tensor, Optional[torch.Tensor]]) -> None:
+        self.access.write(values[0])
 
     def restore(self) -> None:
         self.access.restore(self.saved)
@@ -92,3 +100,57 @@ class SolveProjector(Projector):
         if alpha != self.alpha:
             raise ValueError(f"this projector was built for alpha = {self.alpha}, not {alpha}")
         return self.result
+
+
+def _scale_right(w: torch.Tensor, s: Spectrum, param: float, mode: str) -> torch.Tensor:
+    """``w V diag(lambda) V^T`` for ``w [groups, rows, K]`` (any spectrum, full or dual)."""
+    lam = importance(s.eigvals, param, mode)  # [groups, K or m]
+    return ((w @ s.eigvecs) * lam[:, None, :]) @ s.eigvecs.transpose(-1, -2)
+
+
+class GeneralProjector(Projector):
+    """Any ``mode`` on the input side (``pre``), the output side (``post``: the weight's rows and
+    the bias, ``W <- P_out W``, ``b <- P_out b``) or both, from the spectra of the layer's input and
+    output Grams. Computed in the decomposition dtype.
+
+    Memory: the original weight (and bias) plus one projected block at a time.
+    """
+
+    def __init__(self, target: Target, access: WeightAccess, pre: Optional[Spectrum], post: Optional[Spectrum],
+                 mode: str, bias: Optional[WeightAccess] = None):
+        super().__init__(target, access)
+        self.pre, self.post, self.mode, self.bias = pre, post, mode, bias
+        self.bias_saved = None if bias is None else bias.snapshot()
+        self.bias_original = None if bias is None else bias.read().clone()
+        ref = pre if pre is not None else post
+        self.dtype = ref.eigvecs.dtype if ref is not None else torch.float64
+
+    def weight(self, alpha: float) -> torch.Tensor:
+        w = self.original.reshape(self.shape).to(self.dtype)  # [groups, out_g, K]
+        if self.pre is not None:
+            w = _scale_right(w, self.pre, alpha, self.mode)
+        if self.post is not None:  # P_out W = (W^T P_out)^T, P_out symmetric
+            w = _scale_right(w.transpose(-1, -2), self.post, alpha, self.mode).transpose(-1, -2)
+        return w
+
+    def projected_bias(self, alpha: float) -> Optional[torch.Tensor]:
+        if self.bias_original is None or self.post is None or math.isinf(alpha):
+            return self.bias_original
+        b = self.bias_original.reshape(self.target.groups, 1, -1).to(self.dtype)  # [groups, 1, out_g]
+        new = _scale_right(b, self.post, alpha, self.mode).reshape(self.bias_original.shape)
+        if not bool(torch.isfinite(new).all()):
+            raise ValueError(f"layer {self.target.name!r}: the projected bias at alpha={alpha:g} is not finite")
+        return new.to(self.bias_original.dtype)
+
+    def prepare(self, alpha: float) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        return self.projected(alpha), self.projected_bias(alpha) if self.post is not None else None
+
+    def commit(self, values: tuple[torch.Tensor, Optional[torch.Tensor]]) -> None:
+        super().commit(values)
+        if self.bias is not None and values[1] is not None:
+            self.bias.write(values[1])
+
+    def restore(self) -> None:
+        super().restore()
+        if self.bias is not None and self.bias_saved is not None:
+            self.bias.restore(self.bias_saved)
