@@ -33,9 +33,9 @@ pytestmark = pytest.mark.slow
 SEEDS = (0, 1, 2)
 RATES = (0.25, 0.4)
 # Share of the vanilla -> clean-retrain gap (of the three-seed means) each call must close.
-# Ten seeds (python/README.md): 25 %: 70 % (default) / 72 % (val), per-seed sd 10 %; 40 %: 71 % / 71 %,
-# sd 6 %; a three-seed mean then has a standard error of 5.8 % / 3.5 %.
-MIN_GAP_CLOSED = {"sap_default": {0.25: 0.53, 0.4: 0.60}, "sap": {0.25: 0.55, 0.4: 0.60}}
+# Ten seeds (python/README.md): 25 %: 71 % (default) / 72 % (val), per-seed sd 7.4 % / 9.3 %; 40 %:
+# 72 % / 71 %, sd 5.9 % / 6.6 %; a three-seed mean has a standard error of sd / sqrt(3).
+MIN_GAP_CLOSED = {"sap_default": {0.25: 0.58, 0.4: 0.61}, "sap": {0.25: 0.56, 0.4: 0.59}}
 MAX_DROP = 0.01  # neither call may trail vanilla on test by more than 1 point (about 4 of 450 images)
 
 
