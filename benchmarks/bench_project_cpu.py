@@ -16,7 +16,9 @@ per-batch row budget, 50,000-row cut, float32 SVD of input- and output-side rows
 projection at ``--alpha``; at each ``--authors-n``), ``project-solve`` (fixed alpha, one float64
 Cholesky solve per layer: the default when alpha is given), ``project-eigh`` (fixed alpha through
 the eigendecomposition), ``project-sweep`` (``project`` without alpha: eigendecomposition and the
-default 25-alpha sweep, scored, as the plain call does, on the given samples).
+default alpha sweep, scored on ``SWEEP_SAMPLES`` of the given samples as ``val_loader``: the plain
+call scores at most that many training samples, and with every given sample trusted it has no
+untrusted one left to score on).
 
 Both rank only the samples they are given (``--n`` / ``--authors-n``, all of them trusted); on a
 real training set both rank every training sample: ``project`` with one forward pass per sample,
@@ -38,6 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = {"resnet18": dict(size=32, classes=10, authors_batch=64, rank_batch=64),
           "vit_b_16": dict(size=224, classes=1000, authors_batch=128, rank_batch=16)}
 QUICK_VIT_SIZE = 32
+SWEEP_SAMPLES = 500  # project's default max_holdout: what the plain call scores each alpha on
 METHODS = ["published", "project-solve", "project-eigh", "project-sweep"]
 NAMES = {"published": "published (authors' pipeline)", "project-solve": "project, fixed alpha, solve",
          "project-eigh": "project, fixed alpha, eigh", "project-sweep": "project, alpha sweep"}
@@ -85,7 +88,11 @@ def _child(method: str, n: int, args) -> dict:
 
         loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(inputs, labels), batch_size=args.batch)
         solver = method.split("-")[1]
-        kw = dict(alpha=args.alpha, solver=solver) if solver != "sweep" else {}
+        kw: dict = dict(alpha=args.alpha, solver=solver)
+        if solver == "sweep":
+            m = min(SWEEP_SAMPLES, n)
+            kw = dict(val_loader=torch.utils.data.DataLoader(
+                torch.utils.data.TensorDataset(inputs[:m], labels[:m]), batch_size=args.batch))
         res = sap_kernels.project(model, loader, n_trusted=n, progress=False, inplace=True,
                                   eig_dtype=None if args.eig_dtype == "auto" else getattr(torch, args.eig_dtype), **kw)
         phases = dict(res.timings)
@@ -277,11 +284,14 @@ def main() -> None:
     else:
         gram_s = floor["gram_tflop"] * 1e3 / floor["gemm_gflops"]
         least = floor["forward_s"] + gram_s
-        sweep = least + 26 * floor["forward_s"]
+        from sap_kernels.sap.evaluation import default_alphas
+
+        grid, m = len(default_alphas()), min(SWEEP_SAMPLES, args.n)
+        sweep = least + (grid + 1) * floor["forward_s"] * m / args.n
         print(f"floor at {args.n} samples: forward pass {floor['forward_s']:.1f} s; one triangle of every Gram "
               f"({floor['gram_tflop']:.2f} TFLOP) at the measured {floor['gemm_gflops']:.0f} GFLOP/s fp32 GEMM rate "
-              f"{gram_s:.1f} s; fixed alpha: {least:.1f} s together; sweep: {sweep:.1f} s (+ 26 scoring forward passes "
-              f"over the samples, 25 alphas and the unchanged model; decompositions not counted)")
+              f"{gram_s:.1f} s; fixed alpha: {least:.1f} s together; sweep: {sweep:.1f} s (+ {grid + 1} scoring "
+              f"forward passes over {m} samples, {grid} alphas and the unchanged model; decompositions not counted)")
         for r in ok:
             if r["method"].startswith("project") and "trusted+activations" in r["phases"]:
                 act = r["phases"]["trusted+activations"]

@@ -2,7 +2,7 @@
 
 On scikit-learn digits (the CNN of ``sap_kernels.demo``, trained to memorise symmetric label
 noise), per seed and noise rate, the same trusted samples (``sap_kernels.select_trusted``) are
-projected two ways over the same alpha grid (``project``'s 25 alphas, 1 .. 1e6):
+projected two ways over the same alpha grid (``project``'s default grid, 1 .. 1e6):
 
 - every row: ``sap_kernels.collect`` -> ``Statistics.decompose`` -> ``sap_kernels.apply``, what
   ``project`` does (every patch row of every trusted sample);

@@ -119,6 +119,8 @@ def test_integral_counts_of_any_type(small):
     (dict(alpha=1.0, class_balanced="yes"), TypeError, "class_balanced must be True or False"),
     (dict(alpha=1.0, batch_fn=3), TypeError, "batch_fn must be callable"),
     (dict(alpha=1.0, loss_fn=3), TypeError, "loss_fn must be callable"),
+    # every sample trusted, labels not fitted, no val_loader: nothing left to choose alpha on
+    (dict(n_trusted=40), ValueError, "every training sample is trusted .40. and the model does not fit"),
 ])
 def test_bad_arguments_are_named_and_leave_the_model_alone(small, kwargs, error, match):
     model, x, y = small

@@ -130,6 +130,11 @@ def _training_data(trusted: TrustedSet, s: Settings, ranks: Optional[Ranks]) -> 
     where = f"{count(len(ref))} training samples (seed {s.seed})"
     if trusted.fit is not None and trusted.fit < MEMORISED_SCORE:
         keep = (~torch.isin(ref.indices, trusted.indices)).nonzero().squeeze(1)
+        if count(int(keep.numel())) == 0:
+            raise ValueError(
+                f"every training sample is trusted ({len(trusted)}) and the model does not fit its training labels "
+                f"({100 * trusted.fit:.1f}% agree), so no untrusted training sample is left to choose alpha on: "
+                "pass val_loader=, alpha=, or a smaller n_trusted")
         ref = ref.subset(keep)
         where = f"{count(len(ref))} training samples, not trusted (seed {s.seed})"
     return ref, where
