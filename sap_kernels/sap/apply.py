@@ -119,14 +119,16 @@ def projectors_from_statistics(model: nn.Module, stats: Statistics, alpha: float
     each projected block is broadcast from the rank that solved it."""
     grams = {t.name: _solve_gram(stats.streams[t.stream]) if solver != "eigh" and not math.isinf(alpha) else None
              for t in stats.targets}
-    solved = agreed(ranks, "the fixed-alpha solves", lambda: _split_solves(model, stats, grams, alpha, ranks))
+    owners = _solve_owners(stats, grams, 1 if ranks is None else ranks.size)
+    solved = agreed(ranks, "the fixed-alpha solves", lambda: _split_solves(model, stats, grams, alpha, owners, ranks))
     out: list[Projector] = []
     spectra: dict[str, Spectrum] = {}
     for t in stats.targets:
         s = stats.streams[t.stream]
         gram = grams[t.name]
         if gram is not None:
-            result = solved.get(t.name) if ranks is None else _share(model, solved.get(t.name), t, ranks, stats, grams)
+            mine = solved.get(t.name)
+            result = mine if ranks is None else _share(model, mine, t, ranks, owners[t.name])
             out.append(SolveProjector(t, _access(model, t), gram, alpha, result))
             continue
         if t.stream not in spectra:
@@ -142,9 +144,9 @@ def _solve_owners(stats: Statistics, grams: dict[str, Optional[torch.Tensor]], s
 
 
 def _split_solves(model: nn.Module, stats: Statistics, grams: dict[str, Optional[torch.Tensor]], alpha: float,
-                  ranks: Optional[Ranks]) -> dict[str, torch.Tensor]:
-    """This rank's share of the projected blocks ``[groups, out_g, K]`` (all of them alone)."""
-    owners = _solve_owners(stats, grams, 1 if ranks is None else ranks.size)
+                  owners: dict[str, int], ranks: Optional[Ranks]) -> dict[str, torch.Tensor]:
+    """This rank's share (``owners``: target name -> rank) of the projected blocks
+    ``[groups, out_g, K]`` (all of them alone)."""
     out = {}
     for t in stats.targets:
         gram = grams[t.name]
@@ -156,10 +158,8 @@ def _split_solves(model: nn.Module, stats: Statistics, grams: dict[str, Optional
     return out
 
 
-def _share(model: nn.Module, mine: Optional[torch.Tensor], t: Target, ranks: Ranks, stats: Statistics,
-           grams: dict[str, Optional[torch.Tensor]]) -> torch.Tensor:
-    """The projected block of ``t`` from the rank that solved it (``mine`` on that rank)."""
-    owner = _solve_owners(stats, grams, ranks.size)[t.name]
+def _share(model: nn.Module, mine: Optional[torch.Tensor], t: Target, ranks: Ranks, owner: int) -> torch.Tensor:
+    """The projected block of ``t`` from ``owner``, the rank that solved it (``mine`` there)."""
     w = _access(model, t).read()  # the result has the weight's shape, dtype and device
     like = mine if mine is not None else torch.empty(t.groups, w.shape[0] // t.groups, t.k, dtype=w.dtype,
                                                      device=w.device)
