@@ -10,6 +10,8 @@ from typing import Optional
 
 import torch
 
+from .samples import lowest
+
 
 @dataclass
 class Candidates:
@@ -23,12 +25,6 @@ class Candidates:
     def cat(cls, parts: list["Candidates"]) -> "Candidates":
         classes = None if any(p.classes is None for p in parts) else torch.cat([p.classes for p in parts])  # type: ignore[misc]
         return cls(torch.cat([p.scores for p in parts]), torch.cat([p.indices for p in parts]), classes)
-
-
-def lowest(scores: torch.Tensor, indices: torch.Tensor, n: int) -> torch.Tensor:
-    """Positions of the ``n`` lowest scores, ties to the lower index."""
-    order = torch.argsort(indices, stable=True)
-    return order[torch.argsort(scores[order].double(), stable=True)][:n]
 
 
 def choose(c: Candidates, n: int, balanced: bool, num_classes: Optional[int], notices: list[str]) -> torch.Tensor:

@@ -65,14 +65,18 @@ def merge(parts: Sequence[Part]) -> list[Part]:
     return out
 
 
+def lowest(scores: torch.Tensor, indices: torch.Tensor, n: int) -> torch.Tensor:
+    """Positions of the ``n`` lowest scores, ties to the lower index."""
+    order = torch.argsort(indices, stable=True)
+    return order[torch.argsort(scores[order].double(), stable=True)][:n]
+
+
 def keep_lowest(parts: Sequence[Part], capacity: int) -> list[Part]:
     """The ``capacity`` samples with the lowest scores (ties: lower index first), merged."""
     if not parts:
         return []
     scores = torch.cat([p.scores for p in parts])
-    indices = torch.cat([p.indices for p in parts])
-    order = torch.argsort(indices, stable=True)
-    order = order[torch.argsort(scores[order], stable=True)][:capacity]
+    order = lowest(scores, torch.cat([p.indices for p in parts]), capacity)
     chosen = torch.zeros(scores.shape[0], dtype=torch.bool)
     chosen[order] = True
     out, start = [], 0
