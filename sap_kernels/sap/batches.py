@@ -207,7 +207,14 @@ def slice_rows(obj: Any, start: int, stop: int) -> Any:
 
 
 def call_model(model: nn.Module, inputs: Any) -> Any:
-    """``model(inputs)``: a dict as keyword arguments, a tuple/list as positional ones."""
+    """``model(inputs)``: a dict as keyword arguments, a tuple/list as positional ones; in the
+    memory layout ``layout.call`` decides."""
+    from . import layout  # layout reads batches
+
+    return layout.call(model, inputs, lambda x: _call(model, x))
+
+
+def _call(model: nn.Module, inputs: Any) -> Any:
     unwrapped = _unwrap_shared(inputs)
     if isinstance(unwrapped, Mapping):
         return model(**unwrapped)

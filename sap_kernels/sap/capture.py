@@ -13,9 +13,11 @@ Token-wise rows at padding positions (``row_mask == False``) are left out.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Iterator, Optional, TypeGuard, TypeVar
 
 import torch
 
@@ -28,6 +30,17 @@ if TYPE_CHECKING:
     from .layers import Handle, Unit
 
 _Collector = TypeVar("_Collector", bound="GramCollector")
+_paused: contextvars.ContextVar[bool] = contextvars.ContextVar("sap_kernels_hooks_paused", default=False)
+
+
+@contextlib.contextmanager
+def hooks_paused() -> Iterator[None]:
+    """While active, every collector ignores what its hooks see (a forward pass that must not count)."""
+    token = _paused.set(True)
+    try:
+        yield
+    finally:
+        _paused.reset(token)
 
 
 class NonFiniteActivation(ValueError):
@@ -146,11 +159,13 @@ class GramCollector:
 
     def copy_stream(self, src: str, dst: str) -> None:
         """Start stream ``dst`` as a copy of ``src`` (used when shared inputs stop being shared)."""
-        if src in self.streams:
+        if src in self.streams and not _paused.get():
             self.streams[dst] = self.streams[src].clone(self.specs[dst])
 
     def add(self, key: str, x: torch.Tensor, sink: Sink = rows_sink) -> None:
         """Add one call's input ``x`` to stream ``key`` through ``sink``."""
+        if _paused.get():
+            return
         with torch.no_grad():
             self._add(self.specs[key], x.detach(), sink)
 
