@@ -4,7 +4,9 @@ the share of the vanilla -> clean-retrain gap each rule closes (of the seed mean
 
 Rules: ``oracle`` (the best test alpha: an upper bound no rule can see), ``val`` (the package's
 pick on the noisy validation split, ``best_alpha``), ``plateau`` (the package's pick on memorised
-training data, ``plateau_alpha`` on the training-label agreement), ``fixed`` alphas, and
+training data, ``plateau_alpha`` on the training-label agreement), both over the whole grid and
+as ``val c2f`` / ``plateau c2f`` replaying the default coarse-to-fine search (``search_and_pick``)
+on the same recorded scores, ``fixed`` alphas, and
 ``eta*`` (the largest alpha whose training agreement is at most 1 - the true noise rate: a rule
 that would need the noise rate). ``default``/``val_loader`` are what ``project`` itself chose.
 
@@ -19,7 +21,7 @@ import statistics
 import sys
 from typing import Callable, Sequence
 
-from sap_kernels.sap.alpha import plateau_alpha
+from sap_kernels.sap.alpha import plateau_alpha, search_and_pick
 from sap_kernels.sap.evaluation import best_alpha
 
 Rule = Callable[[dict], float]
@@ -36,6 +38,18 @@ def _test_at(run: dict, alpha: float) -> float:
     return min(finite, key=lambda r: abs(math.log10(r["alpha"]) - math.log10(alpha)))["test"]
 
 
+def _searched(run: dict, key: str, memorised: bool) -> float:
+    """``choose_alpha``'s coarse-to-fine pick, replayed on the recorded scores (``key``)."""
+    recorded = _scores(run, key)
+
+    def score(alphas: Sequence[float], unchanged: bool) -> dict[float, float]:
+        out = {a: recorded[a] for a in alphas}
+        return {**out, math.inf: recorded[math.inf]} if unchanged else out
+
+    grid = sorted(a for a in recorded if not math.isinf(a))
+    return search_and_pick(grid, score, True, memorised, 1.0 / run["classes"]).alpha
+
+
 def _eta(run: dict) -> float:
     ok = [r["alpha"] for r in run["curve"] if not math.isinf(r["alpha"]) and r["train_noisy"] <= 1 - run["actual_rate"]]
     return max(ok) if ok else math.inf
@@ -45,6 +59,8 @@ RULES: dict[str, Rule] = {
     "oracle": lambda run: max(r["test"] for r in run["curve"]),
     "val": lambda run: _test_at(run, best_alpha(_scores(run, "val_noisy"))),
     "plateau": lambda run: _test_at(run, plateau_alpha(_scores(run, "train_noisy"), 1.0 / run["classes"])),
+    "val c2f": lambda run: _test_at(run, _searched(run, "val_noisy", False)),
+    "plateau c2f": lambda run: _test_at(run, _searched(run, "train_noisy", True)),
     "fixed 100": lambda run: _test_at(run, 100.0),
     "fixed 1000": lambda run: _test_at(run, 1000.0),
     "fixed 1e4": lambda run: _test_at(run, 1e4),

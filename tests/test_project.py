@@ -149,13 +149,26 @@ def test_sweep_on_holdout_and_on_val_loader(mixed):
     assert "unchanged" in text and "c1d" in text and "chosen" in text
 
 
-def test_default_alpha_grid_spans_1e1_to_1e6_in_half_decades(mixed):
+def test_default_search_scores_every_decade_then_the_alphas_around_the_pick(mixed):
     model, x, y = mixed
     res = sap_kernels.project(model, loader(x, y), n_trusted=30, progress=False)
-    grid = sorted(a for a in res.scores if not math.isinf(a))
-    assert grid[0] <= 10 and grid[-1] >= 1e6
-    steps = [b / a for a, b in zip(grid, grid[1:])]
-    assert max(steps) <= 10**0.5 * (1 + 1e-9)
+    scored = sorted(a for a in res.scores if not math.isinf(a))
+    decades = [10.0**e for e in range(7)]
+    assert all(any(math.isclose(a, d) for a in scored) for d in decades)
+    halves = [a for a in scored if not any(math.isclose(a, d) for d in decades)]
+    assert 1 <= len(halves) <= 6 and len(scored) == 7 + len(halves)
+    assert "coarse-to-fine" in res.rule
+    if not math.isinf(res.alpha):  # the alphas within a decade of the pick were scored
+        assert all(any(math.isclose(a, res.alpha * 10 ** (f / 2)) for a in scored) for f in (-2, -1, 1, 2)
+                   if 1 <= res.alpha * 10 ** (f / 2) <= 1e6 * (1 + 1e-9))
+
+
+def test_an_explicit_grid_is_scored_in_full(mixed):
+    model, x, y = mixed
+    grid = [10 ** (e / 2) for e in range(13)]
+    res = sap_kernels.project(model, loader(x, y), n_trusted=30, alphas=grid, progress=False)
+    assert sorted(a for a in res.scores if not math.isinf(a)) == sorted(grid)
+    assert "coarse-to-fine" not in res.rule
 
 
 def test_unused_and_unsupported_layers_are_reported():

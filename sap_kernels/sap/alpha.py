@@ -24,11 +24,12 @@ from torch import nn
 from . import batches
 from .apply import projectors_from_spectra
 from .distributed import ProcessGroup, resolve_ranks
-from .evaluation import Validation, best_alpha, check_alphas, smoothed_scores, sweep
+from .evaluation import SMOOTHING_DECADES, Validation, best_alpha, check_alphas, smoothed_argmax, smoothed_scores, sweep
 from .guards import eval_modes
 from .modes import check_location, check_mode, default_grid, grid_for
 from .objective import Objective, PerSample
 from .samples import SampleSet
+from .search import Rule, Scorer, coarse_to_fine, completed
 from .spectra import Spectra
 from .trusted import check_loader
 from .wrappers import device_of, unwrap
@@ -59,22 +60,27 @@ class AlphaChoice:
         return smoothed_scores(self.scores)
 
 
-def plateau_alpha(scores: dict[float, float], chance: float = 0.0) -> float:
+def plateau_alpha(scores: dict[float, float], chance: float = 0.0,
+                  candidates: Optional[Sequence[float]] = None) -> float:
     """The alpha at the flattest point of the agreement curve below its memorised plateau.
 
     ``scores``: alpha -> agreement with the training labels (``math.inf``: the unchanged model).
-    Candidates: grid alphas whose score lies at least ``PLATEAU_DROP`` below the unchanged
-    model's (memorisation visibly undone) and above ``PLATEAU_FLOOR`` of the way from ``chance``
-    to it (the model has not collapsed). Among them, the one where the score changes least per
-    decade between the grid alphas farthest from it within ``PLATEAU_DECADES`` either side; ties
-    to the larger alpha (the milder projection). ``inf`` when no alpha qualifies.
+    Candidates (``candidates``, default every scored alpha): alphas whose score lies at least
+    ``PLATEAU_DROP`` below the unchanged model's (memorisation visibly undone) and above
+    ``PLATEAU_FLOOR`` of the way from ``chance`` to it (the model has not collapsed). Among them,
+    the one where the score changes least per decade between the scored alphas farthest from it
+    within ``PLATEAU_DECADES`` either side; ties to the larger alpha (the milder projection).
+    ``inf`` when no alpha qualifies.
     """
     finite = sorted(a for a in scores if not math.isinf(a))
+    allowed = None if candidates is None else set(candidates)
     top = scores.get(math.inf, max(scores.values()))
     logs = [math.log10(a) for a in finite]
     best: Optional[tuple[float, float]] = None
     for i, a in enumerate(finite):
         s = scores[a]
+        if allowed is not None and a not in allowed:
+            continue
         if not (s <= top - PLATEAU_DROP and s >= chance + PLATEAU_FLOOR * (top - chance)):
             continue
         near = [j for j, x in enumerate(logs) if abs(x - logs[i]) <= PLATEAU_DECADES + 1e-9]
@@ -123,6 +129,7 @@ def choose_alpha(
     distributed: Optional[bool] = None,
     mode: str = "sap",
     location: str = "pre",
+    refine: Optional[bool] = None,
 ) -> AlphaChoice:
     """Phase 4: score the projection at every alpha of a grid on ``val_loader`` and pick one.
 
@@ -143,6 +150,8 @@ def choose_alpha(
             validation data and every score is summed over the ranks, so every rank picks the same.
         mode, location: the projection variant and side (``sap_kernels.sap.modes``); for ``"gpm"``
             the grid is of energy shares (default ``modes.GPM_SHARES``).
+        refine: search coarse-to-fine (``sap.search``: 9-10 of the 13 default alphas scored) instead
+            of scoring every alpha; None: for the default grid of ``"sap"``/``"sgp"`` only.
     Returns:
         ``AlphaChoice``.
     """
@@ -152,18 +161,52 @@ def choose_alpha(
     grid = default_grid(mode) if alphas is None else grid_for(mode, check_alphas(alphas))
     data = _data(val_loader, batches.make_splitter(batch_fn, input_key, label_key))
     inner, _ = unwrap(model)
+    refine = (alphas is None and mode != "gpm") if refine is None else refine
     with eval_modes(inner):
         projectors = projectors_from_spectra(inner, spectra, backend, mode, location)
-        scores = sweep(inner, projectors, grid, data, device_of(inner), Objective(score_fn=score_fn), progress,
-                       resolve_ranks(process_group, distributed))
-    fitted = memorised is True or (memorised == "auto" and scores[math.inf] >= MEMORISED_SCORE)
-    if not fitted:
-        return AlphaChoice(best_alpha(scores), scores, "best validation score, smoothed over +-0.5 decade")
-    pick = plateau_alpha(scores, chance)
+        objective, ranks = Objective(score_fn=score_fn), resolve_ranks(process_group, distributed)
+
+        def score(alphas: Sequence[float], unchanged: bool) -> dict[float, float]:
+            return sweep(inner, projectors, alphas, data, device_of(inner), objective, progress, ranks, unchanged)
+
+        return search_and_pick(grid, score, refine, memorised, chance)
+
+
+def search_and_pick(grid: Sequence[float], score: Scorer, refine: bool, memorised: Union[bool, str] = False,
+                    chance: float = 0.0) -> AlphaChoice:
+    """Score alphas of ``grid`` with ``score`` (every one, or coarse-to-fine when ``refine``;
+    ``sap.search``) and pick one by the rule the unchanged model's score calls for: the one decision
+    of ``choose_alpha``, apart from how a score is obtained (``python/alpha_study_report.py``
+    replays it on recorded curves)."""
+
+    def fits(scores: dict[float, float]) -> bool:
+        return memorised is True or (memorised == "auto" and scores[math.inf] >= MEMORISED_SCORE)
+
+    def rule(scores: dict[float, float]) -> Rule:
+        if fits(scores):
+            return lambda sc, cand: plateau_alpha(sc, chance, candidates=cand)
+        return _best_or_inf
+
+    scores, candidates = coarse_to_fine(grid, score, rule) if refine else (score(grid, True), None)
+    seen, how = scores, ""
+    if candidates is not None:
+        seen, how = completed(grid, scores), " (coarse-to-fine: the decades, then the alphas around the best)"
+    if not fits(scores):
+        return AlphaChoice(best_alpha(seen, candidates=candidates), scores,
+                           "best validation score, smoothed over +-0.5 decade" + how)
+    pick = plateau_alpha(seen, chance, candidates=candidates)
     warning = (
         f"the unchanged model scores {100 * scores[math.inf]:.1f}% on these samples from its training data: it has "
         "memorised their labels, so they cannot show which alpha generalises best; alpha was chosen by the "
         "plateau rule instead (a plateau of agreement with the training labels). Pass val_loader= with "
         "samples the model never trained on (noisy labels are fine) for a measured choice."
     )
-    return AlphaChoice(pick, scores, "plateau of training-label agreement (the data is memorised)", True, [warning])
+    return AlphaChoice(pick, scores, "plateau of training-label agreement (the data is memorised)" + how, True,
+                       [warning])
+
+
+def _best_or_inf(scores: dict[float, float], candidates: Optional[Sequence[float]]) -> float:
+    """The coarse step's pick under the validation rule: the best smoothed score, even below the
+    unchanged model (the alphas around it may still beat it); inf only with no alpha."""
+    pick = smoothed_argmax(scores, SMOOTHING_DECADES, candidates)
+    return math.inf if pick is None else pick

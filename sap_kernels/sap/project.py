@@ -106,14 +106,15 @@ def _with_row_masks(loader: Iterable[Any], collector: GramCollector, kw: dict[st
 def _choose(target: nn.Module, spectra: Spectra, trusted: TrustedSet, val_loader: Optional[Iterable[Any]],
             s: Settings, kw: dict[str, Any]) -> tuple[AlphaChoice, str]:
     if val_loader is not None:
-        choice = choose_alpha(target, spectra, val_loader, alphas=s.grid, score_fn=kw["score_fn"], backend=s.backend,
-                              progress=s.progress, mode=s.mode, location=s.location, **kw["split"], **kw["dist"])
+        choice = choose_alpha(target, spectra, val_loader, alphas=s.grid, refine=s.refine, score_fn=kw["score_fn"],
+                              backend=s.backend, progress=s.progress, mode=s.mode, location=s.location, **kw["split"],
+                              **kw["dist"])
         return choice, "val_loader"
     chance = 1.0 / trusted.num_classes if trusted.num_classes else 0.0
     data, where = _training_data(trusted, s, kw["ranks"])
-    choice = choose_alpha(target, spectra, data, alphas=s.grid, memorised="auto", chance=chance, mode=s.mode,
-                          location=s.location, score_fn=kw["score_fn"], backend=s.backend, progress=s.progress,
-                          **kw["dist"])
+    choice = choose_alpha(target, spectra, data, alphas=s.grid, refine=s.refine, memorised="auto", chance=chance,
+                          mode=s.mode, location=s.location, score_fn=kw["score_fn"], backend=s.backend,
+                          progress=s.progress, **kw["dist"])
     return choice, where
 
 

@@ -52,6 +52,7 @@ class Settings:
     mode: str = "sap"
     location: str = "pre"
     rounds: int = 1
+    refine: bool = False  # coarse-to-fine over the default grid (``sap.search``)
 
     @property
     def sweeping(self) -> bool:
@@ -93,4 +94,5 @@ def settings(*, alpha: Any, alphas: Any, n_trusted: Any, class_balanced: Any, st
         holdout=_fraction(holdout, "holdout"), max_holdout=check_count(max_holdout, "max_holdout"),
         seed=int(seed), backend=backend, inplace=_flag(inplace, "inplace"), progress=_flag(progress, "progress"),
         skip_head=_flag(skip_head, "skip_head"), mode=mode, location=location, rounds=check_count(rounds, "rounds"),
+        refine=a is None and alphas is None and mode != "gpm",
     )
