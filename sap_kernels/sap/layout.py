@@ -1,8 +1,8 @@
 """The memory layout the package's own forward passes feed image batches in: one policy.
 
 On the CPU, oneDNN runs 2-d convolutions faster on channels-last inputs (ResNet-18 at 32x32, 2
-threads: 1.18-1.38x by batch size, ``benchmarks/bench_layout_cpu.py`` in ``benchmarks/RESULTS.md``). The layout changes no
-value a layer computes, only the order of its sums. A model's own code can still depend on it
+threads: 1.18-1.38x by batch size; ``benchmarks/bench_layout_cpu.py``, ``benchmarks/RESULTS.md``).
+The layout changes no value a layer computes, only the order of its sums. A model's own code can still depend on it
 (``.view`` on an activation raises; code reading raw memory would compute garbage), so the first
 batch a model is given first runs both ways with the activation hooks paused, and the model gets
 channels-last batches (that one included) only if both outputs agree to rounding. The verdict is
