@@ -2,12 +2,13 @@
 
 On the CPU, oneDNN runs 2-d convolutions faster on channels-last inputs (ResNet-18 at 32x32, 2
 threads: 1.18-1.38x by batch size; ``benchmarks/bench_layout_cpu.py``, ``benchmarks/RESULTS.md``).
-The layout changes no value a layer computes, only the order of its sums. A model's own code can still depend on it
-(``.view`` on an activation raises; code reading raw memory would compute garbage), so the first
-batch a model is given first runs both ways with the activation hooks paused, and the model gets
-channels-last batches (that one included) only if both outputs agree to rounding. The verdict is
-kept per model object. Passes that build gradients keep the caller's layout, and so does
-every device other than the CPU (unmeasured there). ``SAP_KERNELS_CHANNELS_LAST=0`` turns it off.
+The layout changes no value a layer computes, only the order of its sums. A model's own code can
+still depend on it (``.view`` on an activation raises; code reading raw memory would compute
+garbage), so the first batch a model is given first runs both ways with the activation hooks
+paused, and the model gets channels-last batches (that one included) only if both outputs agree
+to rounding. The verdict is kept per model object. Passes that build gradients keep the caller's
+layout, and so does every device other than the CPU (unmeasured there).
+``SAP_KERNELS_CHANNELS_LAST=0`` turns it off.
 """
 from __future__ import annotations
 
