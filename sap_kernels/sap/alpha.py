@@ -150,7 +150,7 @@ def choose_alpha(
             validation data and every score is summed over the ranks, so every rank picks the same.
         mode, location: the projection variant and side (``sap_kernels.sap.modes``); for ``"gpm"``
             the grid is of energy shares (default ``modes.GPM_SHARES``).
-        refine: search coarse-to-fine (``sap.search``: 9-10 of the 13 default alphas scored) instead
+        refine: search coarse-to-fine (``sap.search``: 8-10 of the 13 default alphas scored) instead
             of scoring every alpha; None: for the default grid of ``"sap"``/``"sgp"`` only.
     Returns:
         ``AlphaChoice``.

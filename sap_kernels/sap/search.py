@@ -8,7 +8,7 @@ every other alpha (the decades ``1, 10, ..., 1e6``), then the rule applied to th
 the unscored alphas filled in between their scored neighbours (linear in ``log alpha``); the alphas
 up to two places either side of its pick (the neighbours, whose own smoothed scores or slopes are
 compared with the pick's) are scored where not yet, and the rule runs again, until everything
-around its pick is measured: 9 or 10 alphas scored instead of 13. When the rule finds no candidate
+around its pick is measured: 8 to 10 alphas scored instead of 13. When the rule finds no candidate
 at all, the rest of the grid is scored and the rule runs on all of it. Measured against scoring
 the whole grid in python/README.md ("Coarse-to-fine alpha search").
 """
