@@ -24,7 +24,7 @@ def _scorer(curve, calls):
 
 
 def _best_rule(scores):
-    return lambda sc, cand: smoothed_argmax(sc, 0.5, cand) or math.inf
+    return lambda sc: smoothed_argmax(sc, 0.5) or math.inf
 
 
 def test_coarse_grid_and_neighbours():
@@ -40,9 +40,9 @@ def test_a_single_peak_is_found_where_the_whole_grid_finds_it(peak):
         return 0.5 if math.isinf(a) else 0.9 - 0.05 * abs(math.log10(a) - peak)
 
     calls = []
-    scores, cand = coarse_to_fine(GRID, _scorer(curve, calls), _best_rule)
+    scores = coarse_to_fine(GRID, _scorer(curve, calls), _best_rule)
     full = {a: curve(a) for a in [math.inf, *GRID]}
-    assert best_alpha(completed(GRID, scores), candidates=cand) == best_alpha(full)
+    assert best_alpha(completed(GRID, scores)) == best_alpha(full)
     assert sum(len(c) for c in calls) <= 10 and len(scores) == sum(len(c) for c in calls) + 1
 
 
@@ -54,11 +54,11 @@ def test_plateau_rule_coarse_to_fine_matches_the_whole_grid():
         return 1.0 if e >= 4 else 0.8 - 0.002 * abs(e - 2.5) if e >= 1 else 0.3
 
     def rule(scores):
-        return lambda sc, cand: plateau_alpha(sc, 0.1, candidates=cand)
+        return lambda sc: plateau_alpha(sc, 0.1)
 
-    scores, cand = coarse_to_fine(GRID, _scorer(curve, []), rule)
+    scores = coarse_to_fine(GRID, _scorer(curve, []), rule)
     full = {a: curve(a) for a in [math.inf, *GRID]}
-    assert plateau_alpha(completed(GRID, scores), 0.1, candidates=cand) == plateau_alpha(full, 0.1)
+    assert plateau_alpha(completed(GRID, scores), 0.1) == plateau_alpha(full, 0.1)
     assert len(scores) <= 11
 
 
@@ -70,18 +70,18 @@ def test_a_bump_between_decades_is_found():
             return 0.6
         return bumps.get(a, 0.7 if 100 <= a <= 1e4 else 0.62)
 
-    scores, cand = coarse_to_fine(GRID, _scorer(curve, []), _best_rule)
+    scores = coarse_to_fine(GRID, _scorer(curve, []), _best_rule)
     full = {a: curve(a) for a in [math.inf, *GRID]}
-    assert best_alpha(completed(GRID, scores), candidates=cand) == best_alpha(full)
+    assert best_alpha(completed(GRID, scores)) == best_alpha(full)
 
 
 def test_no_coarse_candidate_scores_the_rest_of_the_grid():
     def rule(scores):
-        return lambda sc, cand: math.inf
+        return lambda sc: math.inf
 
     calls = []
-    scores, cand = coarse_to_fine(GRID, _scorer(lambda a: 0.5, calls), rule)
-    assert cand is None and sorted(a for a in scores if not math.isinf(a)) == sorted(GRID)
+    scores = coarse_to_fine(GRID, _scorer(lambda a: 0.5, calls), rule)
+    assert sorted(a for a in scores if not math.isinf(a)) == sorted(GRID)
     assert calls[1] and not set(calls[0]) & set(calls[1])
 
 
@@ -91,5 +91,5 @@ def test_completion_interpolates_in_log_alpha():
 
 
 def test_short_grids_are_scored_in_full():
-    scores, cand = coarse_to_fine([1.0, 10.0, 100.0], _scorer(lambda a: 0.5, []), _best_rule)
-    assert cand is None and set(scores) == {1.0, 10.0, 100.0, math.inf}
+    scores = coarse_to_fine([1.0, 10.0, 100.0], _scorer(lambda a: 0.5, []), _best_rule)
+    assert set(scores) == {1.0, 10.0, 100.0, math.inf}

@@ -29,7 +29,7 @@ from .guards import eval_modes
 from .modes import check_location, check_mode, default_grid, grid_for
 from .objective import Objective, PerSample
 from .samples import SampleSet
-from .search import Rule, Scorer, coarse_to_fine, completed
+from .search import Rule, Scorer, coarse_to_fine, completed, refines
 from .spectra import Spectra
 from .trusted import check_loader
 from .wrappers import device_of, unwrap
@@ -60,27 +60,22 @@ class AlphaChoice:
         return smoothed_scores(self.scores)
 
 
-def plateau_alpha(scores: dict[float, float], chance: float = 0.0,
-                  candidates: Optional[Sequence[float]] = None) -> float:
+def plateau_alpha(scores: dict[float, float], chance: float = 0.0) -> float:
     """The alpha at the flattest point of the agreement curve below its memorised plateau.
 
     ``scores``: alpha -> agreement with the training labels (``math.inf``: the unchanged model).
-    Candidates (``candidates``, default every scored alpha): alphas whose score lies at least
-    ``PLATEAU_DROP`` below the unchanged model's (memorisation visibly undone) and above
-    ``PLATEAU_FLOOR`` of the way from ``chance`` to it (the model has not collapsed). Among them,
-    the one where the score changes least per decade between the scored alphas farthest from it
-    within ``PLATEAU_DECADES`` either side; ties to the larger alpha (the milder projection).
-    ``inf`` when no alpha qualifies.
+    Candidates: alphas whose score lies at least ``PLATEAU_DROP`` below the unchanged model's
+    (memorisation visibly undone) and above ``PLATEAU_FLOOR`` of the way from ``chance`` to it (the
+    model has not collapsed). Among them, the one where the score changes least per decade between
+    the alphas farthest from it within ``PLATEAU_DECADES`` either side; ties to the larger alpha
+    (the milder projection). ``inf`` when no alpha qualifies.
     """
     finite = sorted(a for a in scores if not math.isinf(a))
-    allowed = None if candidates is None else set(candidates)
     top = scores.get(math.inf, max(scores.values()))
     logs = [math.log10(a) for a in finite]
     best: Optional[tuple[float, float]] = None
     for i, a in enumerate(finite):
         s = scores[a]
-        if allowed is not None and a not in allowed:
-            continue
         if not (s <= top - PLATEAU_DROP and s >= chance + PLATEAU_FLOOR * (top - chance)):
             continue
         near = [j for j, x in enumerate(logs) if abs(x - logs[i]) <= PLATEAU_DECADES + 1e-9]
@@ -161,7 +156,7 @@ def choose_alpha(
     grid = default_grid(mode) if alphas is None else grid_for(mode, check_alphas(alphas))
     data = _data(val_loader, batches.make_splitter(batch_fn, input_key, label_key))
     inner, _ = unwrap(model)
-    refine = (alphas is None and mode != "gpm") if refine is None else refine
+    refine = refines(alphas, mode) if refine is None else refine
     with eval_modes(inner):
         projectors = projectors_from_spectra(inner, spectra, backend, mode, location)
         objective, ranks = Objective(score_fn=score_fn), resolve_ranks(process_group, distributed)
@@ -184,17 +179,15 @@ def search_and_pick(grid: Sequence[float], score: Scorer, refine: bool, memorise
 
     def rule(scores: dict[float, float]) -> Rule:
         if fits(scores):
-            return lambda sc, cand: plateau_alpha(sc, chance, candidates=cand)
+            return lambda sc: plateau_alpha(sc, chance)
         return _best_or_inf
 
-    scores, candidates = coarse_to_fine(grid, score, rule) if refine else (score(grid, True), None)
-    seen, how = scores, ""
-    if candidates is not None:
-        seen, how = completed(grid, scores), " (coarse-to-fine: the decades, then the alphas around the best)"
+    scores = coarse_to_fine(grid, score, rule) if refine else score(grid, True)
+    seen = completed(grid, scores)  # the whole grid's scores when every alpha was scored
+    how = " (coarse-to-fine: the decades, then the alphas around the best)" if refine else ""
     if not fits(scores):
-        return AlphaChoice(best_alpha(seen, candidates=candidates), scores,
-                           "best validation score, smoothed over +-0.5 decade" + how)
-    pick = plateau_alpha(seen, chance, candidates=candidates)
+        return AlphaChoice(best_alpha(seen), scores, "best validation score, smoothed over +-0.5 decade" + how)
+    pick = plateau_alpha(seen, chance)
     warning = (
         f"the unchanged model scores {100 * scores[math.inf]:.1f}% on these samples from its training data: it has "
         "memorised their labels, so they cannot show which alpha generalises best; alpha was chosen by the "
@@ -205,8 +198,8 @@ def search_and_pick(grid: Sequence[float], score: Scorer, refine: bool, memorise
                        [warning])
 
 
-def _best_or_inf(scores: dict[float, float], candidates: Optional[Sequence[float]]) -> float:
+def _best_or_inf(scores: dict[float, float]) -> float:
     """The coarse step's pick under the validation rule: the best smoothed score, even below the
     unchanged model (the alphas around it may still beat it); inf only with no alpha."""
-    pick = smoothed_argmax(scores, SMOOTHING_DECADES, candidates)
+    pick = smoothed_argmax(scores, SMOOTHING_DECADES)
     return math.inf if pick is None else pick

@@ -21,8 +21,14 @@ from typing import Callable, Optional, Sequence
 
 # score(alphas, unchanged) -> {alpha: score}, with the unchanged model's score (key inf) when asked.
 Scorer = Callable[[Sequence[float], bool], dict[float, float]]
-# rule(scores over the whole grid, candidates or None) -> the pick (inf: none).
-Rule = Callable[[dict[float, float], Optional[Sequence[float]]], float]
+# rule(scores over the whole grid) -> the pick (inf: none).
+Rule = Callable[[dict[float, float]], float]
+
+
+def refines(alphas: Optional[Sequence[float]], mode: str) -> bool:
+    """Whether the sweep searches coarse-to-fine: over the default grid of ``"sap"``/``"sgp"``
+    (log-spaced alphas), never over a grid the caller gave or ``"gpm"``'s energy shares."""
+    return alphas is None and mode != "gpm"
 
 
 def coarse(grid: Sequence[float]) -> list[float]:
@@ -54,23 +60,22 @@ def completed(grid: Sequence[float], scores: dict[float, float]) -> dict[float, 
     return out
 
 
-def coarse_to_fine(grid: Sequence[float], score: Scorer, rule: Callable[[dict[float, float]], Rule]) -> tuple[
-        dict[float, float], Optional[list[float]]]:
-    """``(scores, candidates)``: the measured scores, and the alphas the final rule may pick
-    (None: the whole grid was scored). ``rule(scores)`` gives the rule for data scoring so (it may
-    depend on the unchanged model's score, which is scored first). The rule sees the grid
-    ``completed`` from the scores it has; its pick and the pick's neighbours are scored, and again,
-    until they all were."""
+def coarse_to_fine(grid: Sequence[float], score: Scorer, rule: Callable[[dict[float, float]], Rule]) -> dict[
+        float, float]:
+    """The measured scores. ``rule(scores)`` gives the rule for data scoring so (it may depend on
+    the unchanged model's score, which is scored first). The rule sees the grid ``completed`` from
+    the scores it has; the alphas around its pick are scored, and again, until they all were, so
+    the rule on ``completed(grid, scores)`` picks a measured alpha with measured neighbours."""
     grid = sorted(grid)
     if len(grid) < 5:
-        return score(grid, True), None
+        return score(grid, True)
     scores = score(coarse(grid), True)
     while True:
-        pick = rule(scores)(completed(grid, scores), None)
+        pick = rule(scores)(completed(grid, scores))
         if math.isinf(pick):
             scores.update(score([a for a in grid if a not in scores], False))
-            return scores, None
+            return scores
         need = [a for a in around(grid, pick) if a not in scores]
         if not need:
-            return scores, list(grid)
+            return scores
         scores.update(score(need, False))

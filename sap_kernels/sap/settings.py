@@ -13,6 +13,7 @@ from .apply import check_solver, strict_alpha
 from .evaluation import check_alphas
 from .modes import check_location, check_mode, check_param, default_grid, grid_for
 from .rankers import RANKERS
+from .search import refines
 from .trusted import check_count, check_n_trusted
 
 
@@ -94,5 +95,5 @@ def settings(*, alpha: Any, alphas: Any, n_trusted: Any, class_balanced: Any, st
         holdout=_fraction(holdout, "holdout"), max_holdout=check_count(max_holdout, "max_holdout"),
         seed=int(seed), backend=backend, inplace=_flag(inplace, "inplace"), progress=_flag(progress, "progress"),
         skip_head=_flag(skip_head, "skip_head"), mode=mode, location=location, rounds=check_count(rounds, "rounds"),
-        refine=a is None and alphas is None and mode != "gpm",
+        refine=a is None and refines(alphas, mode),
     )
