@@ -96,7 +96,7 @@ def _child(method: str, n: int, args) -> dict:
         res = sap_kernels.project(model, loader, n_trusted=n, progress=False, inplace=True,
                                   eig_dtype=None if args.eig_dtype == "auto" else getattr(torch, args.eig_dtype), **kw)
         phases = dict(res.timings)
-        extra["alpha"] = res.alpha
+        extra.update(alpha=res.alpha, scored=sum(1 for a in res.scores if a != float("inf")))
     else:
         sys.path.insert(0, HERE)
         from authors_pipeline import authors_project
@@ -284,18 +284,21 @@ def main() -> None:
     else:
         gram_s = floor["gram_tflop"] * 1e3 / floor["gemm_gflops"]
         least = floor["forward_s"] + gram_s
-        from sap_kernels.sap.evaluation import default_alphas
+        m = min(SWEEP_SAMPLES, args.n)
+        pass_s = floor["forward_s"] * m / args.n
 
-        grid, m = len(default_alphas()), min(SWEEP_SAMPLES, args.n)
-        sweep = least + (grid + 1) * floor["forward_s"] * m / args.n
+        def sweep_floor(scored: int) -> float:  # + a scoring pass per alpha scored and the unchanged model
+            return least + (scored + 1) * pass_s
+
         print(f"floor at {args.n} samples: forward pass {floor['forward_s']:.1f} s; one triangle of every Gram "
               f"({floor['gram_tflop']:.2f} TFLOP) at the measured {floor['gemm_gflops']:.0f} GFLOP/s fp32 GEMM rate "
-              f"{gram_s:.1f} s; fixed alpha: {least:.1f} s together; sweep: {sweep:.1f} s (+ {grid + 1} scoring "
-              f"forward passes over {m} samples, {grid} alphas and the unchanged model; decompositions not counted)")
+              f"{gram_s:.1f} s; fixed alpha: {least:.1f} s together; sweep: that plus {pass_s:.1f} s per scoring "
+              f"forward pass over {m} samples (one per alpha scored and one for the unchanged model; "
+              "decompositions not counted)")
         for r in ok:
             if r["method"].startswith("project") and "trusted+activations" in r["phases"]:
                 act = r["phases"]["trusted+activations"]
-                own = sweep if r["method"] == "project-sweep" else least
+                own = sweep_floor(r["scored"]) if r["method"] == "project-sweep" else least
                 print(f"{NAMES[r['method']]}: ranking + activation pass {act:.1f} s = {act / least:.2f}x the "
                       f"fixed-alpha floor; whole call {r['wall_s'] / own:.2f}x its floor")
         for m, est in floor["published_rows_gb"].items():
