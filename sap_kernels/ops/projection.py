@@ -5,7 +5,7 @@ from typing import Final, Optional
 
 import torch
 
-from ..kernels.spec import Request, projection_dtype
+from ..kernels.spec import Precision, Request, projection_dtype
 from ._checks import check_alpha, check_finite, check_precision, float_tensor, same_device, weight_shape
 from .dispatch import requested_backend, select
 
@@ -81,7 +81,15 @@ def scaled_projection(
     """
     requested_backend(backend)
     a = check_projection(weight, eigvals, eigvecs, alpha, wv)
-    prec = check_precision(precision)
+    return projection_of_checked(weight, eigvals, eigvecs, a, wv, backend, check_precision(precision))
+
+
+def projection_of_checked(weight: torch.Tensor, eigvals: torch.Tensor, eigvecs: torch.Tensor, alpha: float,
+                          wv: Optional[torch.Tensor], backend: Optional[str], prec: Precision) -> torch.Tensor:
+    """``scaled_projection`` without its argument checks, for a caller that ran
+    ``check_projection`` once on the tensors it passes again for every alpha (an alpha sweep:
+    the finiteness check of a 4608-wide eigenbasis is a pass over 85 MB)."""
+    a = check_alpha(alpha)
     if weight.numel() == 0:
         return weight.detach().clone()
     cdt = projection_dtype(weight.dtype, eigvecs.dtype)

@@ -21,6 +21,8 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from ..ops._checks import all_finite
+
 PerSample = Callable[[Any, torch.Tensor], torch.Tensor]
 
 
@@ -91,7 +93,7 @@ def _checked(values: Any, n: int, what: str, batch_index: int, differentiable: b
         raise ValueError(f"batch {batch_index}: {what} must return a tensor [batch] = [{n}], got {shape}")
     values = values if values.dtype == torch.float64 else values.float()  # float64 models keep float64
     out: torch.Tensor = values if differentiable else values.detach()
-    if not bool(torch.isfinite(out.detach()).all()):
+    if not all_finite(out.detach()):
         raise ValueError(f"batch {batch_index}: {what} gave non-finite values (NaN/Inf in the model's output?)")
     return out
 

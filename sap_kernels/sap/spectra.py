@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Optional
 import torch
 from tqdm.auto import tqdm
 
+from ..ops._checks import all_finite
 from . import precision
 from .distributed import Ranks, agreed, lpt_assignment
 from .spectrum import Spectrum, decompose, decompose_rows
@@ -32,7 +33,7 @@ def stream_names(targets: list[Target], key: str) -> str:
 
 
 def check_finite(t: torch.Tensor, what: str, names: str) -> None:
-    if not bool(torch.isfinite(t).all()):
+    if not all_finite(t):
         raise NonFiniteStatistics(f"layer {names}: its {what} holds NaN/Inf; nothing was written")
 
 

@@ -13,6 +13,7 @@ from typing import Any, Union
 
 import torch
 
+from ..ops._checks import all_finite
 from .statistics import FORMAT, FORMAT_VERSION, Statistics, StreamStats, meta_json
 from .targets import StreamSpec, Target
 
@@ -63,7 +64,7 @@ def _stream(m: dict[str, Any], tensors: dict[str, torch.Tensor]) -> StreamStats:
     if data is not None and (data.dim() != 3 or any(e not in (-1, d) for e, d in zip(expected, data.shape))):
         raise ValueError(f"statistics file: stream {spec.key!r} has a tensor of shape {list(data.shape)}, "
                          f"expected {expected}")
-    if data is not None and not bool(torch.isfinite(data).all()):
+    if data is not None and not all_finite(data):
         raise ValueError(f"statistics file: stream {spec.key!r} holds non-finite values")
     gram = data if m["storage"] == "gram" else None
     kept = data if m["storage"] == "rows" else None

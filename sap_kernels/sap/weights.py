@@ -12,6 +12,9 @@ from typing import Optional
 import torch
 
 from .. import ops
+from ..ops._checks import all_finite
+from ..ops.dispatch import requested_backend
+from ..ops.projection import check_projection, projection_of_checked
 from .modes import importance
 from .params import WeightAccess
 from .spectrum import Spectrum
@@ -35,7 +38,7 @@ class Projector:
         if math.isinf(alpha):
             return self.original
         w = self.weight(alpha)
-        if not bool(torch.isfinite(w).all()):
+        if not all_finite(w):
             raise ValueError(f"layer {self.target.name!r}: the projected weight at alpha={alpha:g} is not finite; "
                              "nothing was written")
         return w.reshape(self.original.shape).to(self.original.dtype)
@@ -71,6 +74,9 @@ class EigenProjector(Projector):
         self.spectrum, self.backend = spectrum, backend
         w = self.original.reshape(self.shape).to(spectrum.eigvecs.dtype)
         self.wv = w @ spectrum.eigvecs  # [groups, out_g, K] or [groups, out_g, m]
+        if not spectrum.dual:  # checked once here, not at every alpha of a sweep
+            requested_backend(backend)
+            check_projection(w, spectrum.eigvals, spectrum.eigvecs, 1.0, self.wv)
 
     def weight(self, alpha: float) -> torch.Tensor:
         s = self.spectrum
@@ -78,7 +84,7 @@ class EigenProjector(Projector):
             lam = ops.sap_scales(s.eigvals, alpha)  # [groups, m]
             return (self.wv * lam[:, None, :]) @ s.eigvecs.transpose(-1, -2)
         w = self.original.reshape(self.shape).to(s.eigvecs.dtype)
-        return ops.scaled_projection(w, s.eigvals, s.eigvecs, alpha, wv=self.wv, backend=self.backend)
+        return projection_of_checked(w, s.eigvals, s.eigvecs, alpha, self.wv, self.backend, "ieee")
 
 
 class SolveProjector(Projector):
@@ -138,7 +144,7 @@ class GeneralProjector(Projector):
             return self.bias_original
         b = self.bias_original.reshape(self.target.groups, 1, -1).to(self.dtype)  # [groups, 1, out_g]
         new = _scale_right(b, self.post, alpha, self.mode).reshape(self.bias_original.shape)
-        if not bool(torch.isfinite(new).all()):
+        if not all_finite(new):
             raise ValueError(f"layer {self.target.name!r}: the projected bias at alpha={alpha:g} is not finite")
         return new.to(self.bias_original.dtype)
 
