@@ -8,13 +8,11 @@ directions have energy 0, hence ``lambda = 0``, so ``W V diag(lambda) V^T`` need
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
-from .guards import flush_denormals, single_thread
+from .eigensolver import eigh
 
 
 @dataclass
@@ -41,24 +39,6 @@ class Spectrum:
         return e
 
 
-# Eigenproblems up to this size run LAPACK on one thread: a threaded eigh gains nothing there,
-# and when the cores are shared its thread barriers were measured to cost 100x (a 256-wide fp64
-# eigh: 2.6 s on 2 busy cores vs 6 ms on one thread).
-SINGLE_THREAD_MAX_N = 1024
-
-
-def _solver_context(n: int, device: torch.device) -> contextlib.ExitStack[Optional[bool]]:
-    """Subnormals flushed on the calling thread (rank-deficient Grams drove fp32 ``eigh`` through
-    subnormal numbers, 10x slower on a K = 4608 ResNet-18 layer; values that small are far below
-    the eigenvalue rounding error) and, for small problems, one LAPACK thread."""
-    stack = contextlib.ExitStack()
-    if device.type == "cpu":
-        stack.enter_context(flush_denormals())
-        if n <= SINGLE_THREAD_MAX_N and torch.get_num_threads() > 1:
-            stack.enter_context(single_thread())
-    return stack
-
-
 def decompose(gram: torch.Tensor, dtype: torch.dtype) -> Spectrum:
     """Symmetric eigendecomposition of ``gram [groups, K, K]`` in ``dtype``.
 
@@ -69,8 +49,7 @@ def decompose(gram: torch.Tensor, dtype: torch.dtype) -> Spectrum:
     g = gram.to(dtype)
     g = (g + g.transpose(-1, -2)) * 0.5
     scale = g.diagonal(dim1=-2, dim2=-1).amax(-1).clamp_min(torch.finfo(dtype).tiny)  # [groups]
-    with _solver_context(g.shape[-1], g.device):
-        vals, vecs = torch.linalg.eigh(g / scale[:, None, None])
+    vals, vecs = eigh(g / scale[:, None, None])
     return Spectrum(vals * scale[:, None], vecs)
 
 
@@ -88,8 +67,7 @@ def decompose_rows(rows: torch.Tensor, dtype: torch.dtype = torch.float64) -> Sp
     rs = r / scale[:, None, None]
     inner = rs @ rs.transpose(-1, -2)  # [groups, m, m]
     inner = (inner + inner.transpose(-1, -2)) * 0.5
-    with _solver_context(inner.shape[-1], inner.device):
-        vals, u = torch.linalg.eigh(inner)
+    vals, u = eigh(inner)
     m = rows.shape[-2]
     tol = vals.amax(-1, keepdim=True) * (max(m, 1) * torch.finfo(dtype).eps)
     good = vals > tol
