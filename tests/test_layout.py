@@ -88,3 +88,31 @@ def test_agreement_rule():
     assert layout.agree({"logits": a, "n": torch.tensor([3])}, {"logits": a.clone(), "n": torch.tensor([3])})
     assert not layout.agree({"n": torch.tensor([3])}, {"n": torch.tensor([4])})
     assert not layout.agree("text", "text")  # nothing to compare: keep the caller's layout
+
+
+class _Picky(_Conv):
+    """Counts the samples of every call; refuses batches smaller than ``least`` (a model written
+    for one batch size)."""
+
+    def __init__(self, least: int = 1):
+        super().__init__()
+        self.least, self.calls = least, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(int(x.shape[0]))
+        if x.shape[0] < self.least:
+            raise RuntimeError(f"this model needs batches of at least {self.least}")
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("least, verdict", [(1, True), (layout.TRIAL_SAMPLES + 1, False)])
+def test_the_trial_runs_a_few_samples_and_a_failing_trial_keeps_the_callers_layout(least, verdict, monkeypatch):
+    monkeypatch.setenv(layout.ENV_VAR, "1")
+    torch.manual_seed(2)
+    model = _Picky(least).eval()
+    data = _data(n=32)  # two batches of 16
+    stats = sap_kernels.collect(model, data, progress=False)
+    assert layout._verdicts.get(model) is verdict
+    trial = [layout.TRIAL_SAMPLES] * (2 if verdict else 1)  # the channels-last run is skipped once one fails
+    assert model.calls == trial + [16, 16]
+    assert stats.n_samples == 32

@@ -4,9 +4,9 @@ On the CPU, oneDNN runs 2-d convolutions faster on channels-last inputs (ResNet-
 threads: 1.18-1.38x by batch size; ``benchmarks/bench_layout_cpu.py``, ``benchmarks/RESULTS.md``).
 The layout changes no value a layer computes, only the order of its sums. A model's own code can
 still depend on it (``.view`` on an activation raises; code reading raw memory would compute
-garbage), so the first batch a model is given first runs both ways with the activation hooks
-paused, and the model gets channels-last batches (that one included) only if both outputs agree
-to rounding. The verdict is kept per model object. Passes that build gradients keep the caller's
+garbage), so the first samples of the first batch a model is given first run both ways with the
+activation hooks paused, and the model gets channels-last batches (that one included) only if
+both outputs agree to rounding. The verdict is kept per model object. Passes that build gradients keep the caller's
 layout, and so does every device other than the CPU (unmeasured there).
 ``SAP_KERNELS_CHANNELS_LAST=0`` turns it off.
 """
@@ -70,13 +70,21 @@ def call(model: nn.Module, inputs: Any, run: Callable[[Any], Any]) -> Any:
     return run(channels_last(inputs) if verdict else inputs)
 
 
+# Samples of the first batch the trial runs both ways: whether a model's code depends on the
+# layout does not depend on how many samples it sees, and the trial's passes are pure overhead.
+TRIAL_SAMPLES = 8
+
+
 def _trial(run: Callable[[Any], Any], inputs: Any) -> bool:
-    """Run ``inputs`` both ways with the hooks paused; True when the outputs agree."""
+    """Run the first ``TRIAL_SAMPLES`` samples of ``inputs`` both ways with the hooks paused; True
+    when the outputs agree. False when either way raises: the real pass then runs in the caller's
+    layout and reports its own error, if any."""
+    head = batches.slice_rows(inputs, 0, TRIAL_SAMPLES)
     with hooks_paused():
-        expected = run(inputs)
         try:
-            got = run(channels_last(inputs))
-        except Exception:  # the model's code needs its own layout (e.g. ``.view`` on an activation)
+            expected = run(head)
+            got = run(channels_last(head))
+        except Exception:  # e.g. ``.view`` on an activation: the model's code needs its own layout
             return False
     return agree(expected, got)
 
