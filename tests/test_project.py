@@ -1,6 +1,7 @@
 """``project`` end to end on small random models: exactness, invariances, selection, reports."""
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -306,3 +307,53 @@ def test_few_rows_of_a_wide_layer_keep_the_dual_route_for_a_given_alpha():
     res = sap_kernels.project(model, loader(x, y), alpha=1e3, n_trusted=40, progress=False)
     assert res.layers[0].method == "rows" and res.layers[0].rows == 40
     assert rel(res.model.weight, reference_project(model, x, 1e3, [""])[""]) < 1e-5
+
+
+class _Counting(nn.Module):
+    """Counts the samples its inner model is called on."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.samples = inner, 0
+
+    def forward(self, x):
+        self.samples += int(x.shape[0])
+        return self.inner(x)
+
+
+def test_the_unchanged_score_on_training_samples_comes_from_the_ranking_pass(mixed):
+    model, x, y = mixed
+
+    def accuracy(output, labels):  # the default score, given explicitly: the sweep scores inf itself
+        return (output.argmax(1) == labels).float()
+
+    runs = {}
+    for name, score_fn in (("default", None), ("explicit", accuracy)):
+        counted = _Counting(copy.deepcopy(model))  # inplace: the counter seen is the one called
+        res = sap_kernels.project(counted, loader(x, y), n_trusted=30, alphas=[1.0, 100.0], score_fn=score_fn,
+                                  progress=False, inplace=True)
+        runs[name] = (res, counted.samples)
+    (default, seen_default), (explicit, seen_explicit) = runs["default"], runs["explicit"]
+    assert default.scores == explicit.scores and default.alpha == explicit.alpha
+    reference = int(default.validation.split()[0])  # "<n> training samples, ..."
+    assert seen_explicit - seen_default == reference > 0  # one pass over them fewer
+
+
+def test_a_plain_model_does_not_load_the_compiler():
+    """Checking for a ``torch.compile``d wrapper must not import torch's compiler (about 2 s of
+    SymPy and more on every fresh process) when no model was compiled."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch, sap_kernels\n"
+        "m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))\n"
+        "x, y = torch.randn(8, 3, 2, 2), torch.randint(0, 3, (8,))\n"
+        "dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)\n"
+        "before = 'torch._dynamo' in sys.modules\n"
+        "sap_kernels.project(m, dl, alpha=10.0, progress=False)\n"
+        "print(before, 'torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, after = out.stdout.split()
+    assert after == before  # project() itself imported nothing of the compiler

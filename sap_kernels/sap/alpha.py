@@ -32,6 +32,7 @@ from .samples import SampleSet
 from .search import Rule, Scorer, coarse_to_fine, completed, refines
 from .spectra import Spectra
 from .trusted import check_loader
+from .weights import Projector
 from .wrappers import device_of, unwrap
 
 # The unchanged model scoring this much on data drawn from its training set means it fits
@@ -125,6 +126,8 @@ def choose_alpha(
     mode: str = "sap",
     location: str = "pre",
     refine: Optional[bool] = None,
+    unchanged_score: Optional[float] = None,
+    projectors: Optional[Sequence[Projector]] = None,
 ) -> AlphaChoice:
     """Phase 4: score the projection at every alpha of a grid on ``val_loader`` and pick one.
 
@@ -147,6 +150,11 @@ def choose_alpha(
             the grid is of energy shares (default ``modes.GPM_SHARES``).
         refine: search coarse-to-fine (``sap.search``: 8-10 of the 13 default alphas scored) instead
             of scoring every alpha; None: for the default grid of ``"sap"``/``"sgp"`` only.
+        unchanged_score: the unchanged model's mean score on this data (over every rank's shard)
+            when already measured, e.g. by the ranking pass (``project`` passes it then): one
+            forward pass over the data fewer; None: scored here.
+        projectors: ``apply.projectors_from_spectra(model, spectra, ...)`` when the caller built
+            them already (``project`` writes the pick with the same ones); None: built here.
     Returns:
         ``AlphaChoice``.
     """
@@ -158,11 +166,17 @@ def choose_alpha(
     inner, _ = unwrap(model)
     refine = refines(alphas, mode) if refine is None else refine
     with eval_modes(inner):
-        projectors = projectors_from_spectra(inner, spectra, backend, mode, location)
+        if projectors is None:
+            projectors = projectors_from_spectra(inner, spectra, backend, mode, location)
         objective, ranks = Objective(score_fn=score_fn), resolve_ranks(process_group, distributed)
 
         def score(alphas: Sequence[float], unchanged: bool) -> dict[float, float]:
-            return sweep(inner, projectors, alphas, data, device_of(inner), objective, progress, ranks, unchanged)
+            known = unchanged and unchanged_score is not None
+            out = sweep(inner, projectors, alphas, data, device_of(inner), objective, progress, ranks,
+                        unchanged and not known)
+            if known:
+                out[math.inf] = float(unchanged_score)  # type: ignore[arg-type]
+            return out
 
         return search_and_pick(grid, score, refine, memorised, chance)
 

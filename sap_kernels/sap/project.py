@@ -104,18 +104,29 @@ def _with_row_masks(loader: Iterable[Any], collector: GramCollector, kw: dict[st
 
 
 def _choose(target: nn.Module, spectra: Spectra, trusted: TrustedSet, val_loader: Optional[Iterable[Any]],
-            s: Settings, kw: dict[str, Any]) -> tuple[AlphaChoice, str]:
+            s: Settings, kw: dict[str, Any], projectors: list[Projector]) -> tuple[AlphaChoice, str]:
     if val_loader is not None:
         choice = choose_alpha(target, spectra, val_loader, alphas=s.grid, refine=s.refine, score_fn=kw["score_fn"],
-                              backend=s.backend, progress=s.progress, mode=s.mode, location=s.location, **kw["split"],
-                              **kw["dist"])
+                              backend=s.backend, progress=s.progress, mode=s.mode, location=s.location,
+                              projectors=projectors, **kw["split"], **kw["dist"])
         return choice, "val_loader"
     chance = 1.0 / trusted.num_classes if trusted.num_classes else 0.0
     data, where = _training_data(trusted, s, kw["ranks"])
+    known = None if kw["score_fn"] is not None else _measured(trusted, data, kw["ranks"])
     choice = choose_alpha(target, spectra, data, alphas=s.grid, refine=s.refine, memorised="auto", chance=chance,
                           mode=s.mode, location=s.location, score_fn=kw["score_fn"], backend=s.backend,
-                          progress=s.progress, **kw["dist"])
+                          progress=s.progress, unchanged_score=known, projectors=projectors, **kw["dist"])
     return choice, where
+
+
+def _measured(trusted: TrustedSet, data: SampleSet, ranks: Optional[Ranks]) -> Optional[float]:
+    """The unchanged model's accuracy on ``data`` (training samples) from the ranking pass, summed
+    over the ranks; None when that pass did not measure it (a custom loss) on some rank."""
+    local = trusted.unchanged_sum(data)
+    if ranks is None:
+        return None if local is None or local[1] == 0 else local[0] / local[1]
+    sums = ranks.all_reduce(torch.tensor([*(local or (0.0, 0)), float(local is None)], dtype=torch.float64))
+    return None if float(sums[2]) > 0 or float(sums[1]) == 0 else float(sums[0]) / float(sums[1])
 
 
 def _training_data(trusted: TrustedSet, s: Settings, ranks: Optional[Ranks]) -> tuple[SampleSet, str]:
@@ -309,8 +320,9 @@ def _run(returned: nn.Module, target: nn.Module, loader: Iterable[Any], val_load
         source = stats.decompose(eig_dtype=s.eig_dtype, progress=s.progress, release=True, **kw["dist"])
         timings["decompose"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        choice, validation = _choose(target, source, trusted, val_loader, s, kw)
-        projectors, chosen = projectors_from_spectra(target, source, s.backend, s.mode, s.location), choice.alpha
+        projectors = projectors_from_spectra(target, source, s.backend, s.mode, s.location)
+        choice, validation = _choose(target, source, trusted, val_loader, s, kw, projectors)
+        chosen = choice.alpha
         timings["sweep"] = time.perf_counter() - clock
     if s.rounds > 1 and isinstance(source, Spectra):
         _rounds(target, trusted, source, projectors, chosen, s, kw)

@@ -41,6 +41,9 @@ class TrustedSet:
     reference: a seeded uniform sample of the loader (trusted samples included), or None.
     fit: share of the samples the model scores right (its training accuracy on the given
         labels; None with a custom ``loss_fn``).
+    own_scores: ``[n_seen on this process]`` float32, each sample's score (accuracy) under the
+        unchanged model as the ranking pass measured it, by position in this process's part of
+        the loader (global position minus ``own_offset``); None with a custom ``loss_fn``.
     notices: what the selection had to decide on its own (a smaller trusted set on small data, a
         class with too few samples), in words for the report.
     """
@@ -54,6 +57,18 @@ class TrustedSet:
     notices: list[str] = field(default_factory=list)
     reference: Optional[SampleSet] = None
     fit: Optional[float] = None
+    own_scores: Optional[torch.Tensor] = None
+    own_offset: int = 0
+
+    def unchanged_sum(self, samples: SampleSet) -> Optional[tuple[float, int]]:
+        """``(sum, count)`` of the unchanged model's scores over ``samples`` (this process's,
+        identified by their global ``indices``), from the ranking pass; None when not measured."""
+        if self.own_scores is None:
+            return None
+        local = samples.indices - self.own_offset
+        if local.numel() and (int(local.min()) < 0 or int(local.max()) >= self.own_scores.numel()):
+            return None
+        return float(self.own_scores[local].double().sum()), int(local.numel())
 
     @property
     def indices(self) -> torch.Tensor:
@@ -162,6 +177,7 @@ class _Selector:
         self.num_classes: Optional[int] = None
         self.reference = _Pool(reference) if reference else None  # uniform: lowest content keys
         self.correct = 0.0
+        self.own: list[torch.Tensor] = []  # per batch: each sample's score under the unchanged model
         self.given: Optional[torch.Tensor] = None  # indices known to be clean: scored 0, the rest 1
 
     def feed(self, model: nn.Module, batch: Any, split: batches.Splitter, b: int, device: torch.device) -> None:
@@ -184,7 +200,9 @@ class _Selector:
             scores = (~torch.isin(indices, self.given)).float()
         part = Part(host, labels, indices, scores, classes)
         if self.objective.loss_fn is None:
-            self.correct += float(self.objective.scores(output, labels, b).sum())
+            own = self.objective.scores(output, labels, b).detach().float().cpu()
+            self.correct += float(own.double().sum())
+            self.own.append(own)
         keys = content_keys(host, labels, self.seed) if self.reference is not None or self.holdout > 0 else None
         if self.reference is not None and keys is not None:
             self.reference.offer(Part(host, labels, part.indices, keys.float()))
@@ -252,8 +270,9 @@ class _Selector:
         holdout = SampleSet(merge([p.shifted(shift) for p in self.held]), self.largest) if totals.held else None
         reference = None if self.reference is None else SampleSet(
             merge([p.shifted(shift) for p in self.reference.compact()]), self.largest)
+        own = torch.cat(self.own) if self.objective.loss_fn is None and self.own else None
         return TrustedSet(SampleSet(merge(parts), self.largest), holdout, totals.seen, strategy, self.class_balanced,
-                          totals.num_classes, notices, reference, totals.fit)
+                          totals.num_classes, notices, reference, totals.fit, own, totals.offset)
 
 
 @dataclass

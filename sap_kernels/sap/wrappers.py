@@ -10,6 +10,7 @@ them.
 from __future__ import annotations
 
 import copy
+import sys
 
 import torch
 from torch import nn
@@ -18,11 +19,11 @@ _DATA_PARALLEL = (nn.DataParallel, nn.parallel.DistributedDataParallel)
 
 
 def _compiled_type() -> tuple[type, ...]:
-    try:
-        from torch._dynamo.eval_frame import OptimizedModule
-    except Exception:  # pragma: no cover - torch without dynamo
-        return ()
-    return (OptimizedModule,)
+    """``OptimizedModule`` when torch's compiler is loaded, else nothing: a compiled model exists
+    only once it was, and importing it here would cost every call about 2 s (it imports SymPy)."""
+    frame = sys.modules.get("torch._dynamo.eval_frame")
+    cls = getattr(frame, "OptimizedModule", None)
+    return (cls,) if isinstance(cls, type) else ()
 
 
 def unwrap(model: nn.Module) -> tuple[nn.Module, list[str]]:
