@@ -73,3 +73,29 @@ def test_small_problems_and_other_devices_stay_with_torch():
     assert not eigensolver.uses_scipy(4096, torch.device("meta"))
     vals, vecs = eigensolver.eigh(_gram(5, 3, torch.float64, 1))
     assert vals.shape == (3, 5) and vecs.shape == (3, 5, 5)
+
+
+def test_scipy_runs_on_torchs_thread_count_and_gives_the_blas_setting_back(monkeypatch):
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def counts() -> list[int]:
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    seen: list[list[int]] = []
+    real = scipy_linalg.eigh
+
+    def spy(*args, **kwargs):
+        seen.append(counts())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scipy_linalg, "eigh", spy)
+    gram = _gram(eigensolver.SINGLE_THREAD_MAX_N + 1, 2, torch.float32, 2)
+    before, threads = counts(), torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        eigensolver.eigh(gram)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(seen) == 2 and all(c and set(c) == {1} for c in seen)  # one per group, on one thread
+    assert counts() == before

@@ -10,16 +10,20 @@ at torch's thread count), the rest to torch: smaller ones on one thread, since a
 ``eigh`` gains nothing there and, on shared cores, its thread barriers were measured to cost 100x
 (a 256-wide float64 ``eigh``: 2.6 s on 2 busy cores against 6 ms on one thread). Other devices
 use torch. ``SAP_KERNELS_EIGH=torch`` forces torch everywhere.
+
+SciPy's BLAS thread count is a process-wide setting: it is held reference-counted, like torch's
+(``guards``), so concurrent calls compose and the value a user had comes back after the last.
 """
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Optional
+import threading
+from typing import Any, Optional, Union
 
 import torch
 
-from .guards import flush_denormals, single_thread
+from .guards import SharedSetting, flush_denormals, single_thread
 
 ENV_VAR = "SAP_KERNELS_EIGH"
 SINGLE_THREAD_MAX_N = 1024
@@ -54,15 +58,40 @@ def eigh(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _scipy_eigh(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     import scipy.linalg
-    from threadpoolctl import threadpool_limits
 
     vals, vecs = [], []
-    with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):
+    with _blas_threads().held(torch.get_num_threads()):
         for block in g.detach():
             e, v = scipy.linalg.eigh(block.contiguous().numpy(), driver="evd", check_finite=False)
             vals.append(torch.from_numpy(e).to(g.dtype))
             vecs.append(torch.from_numpy(v).to(g.dtype))
     return torch.stack(vals), torch.stack(vecs)
+
+
+_blas: Optional[SharedSetting[Any]] = None
+_blas_lock = threading.Lock()
+
+
+def _blas_threads() -> SharedSetting[Any]:
+    """The thread counts of the BLAS libraries loaded (SciPy's OpenBLAS among them), as one
+    reference-counted setting: held at one count, restored to each library's own."""
+    global _blas
+    with _blas_lock:
+        if _blas is None:
+            from threadpoolctl import ThreadpoolController
+
+            libs = ThreadpoolController().select(user_api="blas").lib_controllers
+
+            def get() -> list[int]:
+                return [lib.num_threads for lib in libs]
+
+            def set_(value: Union[int, list[int]]) -> None:
+                counts = value if isinstance(value, list) else [value] * len(libs)
+                for lib, n in zip(libs, counts):
+                    lib.set_num_threads(n)
+
+            _blas = SharedSetting(get, set_)
+        return _blas
 
 
 def _torch_context(n: int, device: torch.device) -> contextlib.ExitStack[Optional[bool]]:

@@ -31,7 +31,7 @@ def eval_modes(model: nn.Module) -> Iterator[nn.Module]:
 _T = TypeVar("_T")
 
 
-class _SharedSetting(Generic[_T]):
+class SharedSetting(Generic[_T]):
     """A process-wide setting held at a value while any holder needs it (reference-counted)."""
 
     def __init__(self, get: Callable[[], _T], set_: Callable[[_T], None]):
@@ -56,8 +56,8 @@ class _SharedSetting(Generic[_T]):
                     self._set(self._saved)
 
 
-_MHA_FASTPATH = _SharedSetting(torch.backends.mha.get_fastpath_enabled, torch.backends.mha.set_fastpath_enabled)
-_THREADS = _SharedSetting(torch.get_num_threads, torch.set_num_threads)
+_MHA_FASTPATH = SharedSetting(torch.backends.mha.get_fastpath_enabled, torch.backends.mha.set_fastpath_enabled)
+_THREADS = SharedSetting(torch.get_num_threads, torch.set_num_threads)
 
 
 def attention_fastpath_off() -> contextlib.AbstractContextManager[None]:
