@@ -40,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = {"resnet18": dict(size=32, classes=10, authors_batch=64, rank_batch=64),
           "vit_b_16": dict(size=224, classes=1000, authors_batch=128, rank_batch=16)}
 QUICK_VIT_SIZE = 32
-SWEEP_SAMPLES = 500  # project's default max_holdout: what the plain call scores each alpha on
+SWEEP_SAMPLES = 250  # project's default max_holdout: what the plain call scores each alpha on
 METHODS = ["published", "project-solve", "project-eigh", "project-sweep"]
 NAMES = {"published": "published (authors' pipeline)", "project-solve": "project, fixed alpha, solve",
          "project-eigh": "project, fixed alpha, eigh", "project-sweep": "project, alpha sweep"}

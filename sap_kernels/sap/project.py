@@ -158,7 +158,7 @@ def project(
     n_trusted: Optional[Union[int, float]] = None, class_balanced: Optional[bool] = None, trusted: Any = "loss",
     layers: Optional[Union[Selector, Iterable[Selector]]] = None,
     skip: Optional[Union[Selector, Iterable[Selector]]] = None, skip_head: bool = False,
-    inplace: bool = False, progress: bool = True, holdout: Optional[float] = None, max_holdout: int = 500,
+    inplace: bool = False, progress: bool = True, holdout: Optional[float] = None, max_holdout: int = 250,
     seed: int = 0, batch_size: Optional[int] = None, eig_dtype: Optional[torch.dtype] = None, solver: str = "auto",
     backend: Optional[str] = None, loss_fn: Optional[PerSample] = None, score_fn: Optional[PerSample] = None,
     row_mask: Optional[RowMaskFn] = attention_mask_rows, batch_fn: Optional[batches.Splitter] = None,
