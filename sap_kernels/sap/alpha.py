@@ -171,12 +171,10 @@ def choose_alpha(
         objective, ranks = Objective(score_fn=score_fn), resolve_ranks(process_group, distributed)
 
         def score(alphas: Sequence[float], unchanged: bool) -> dict[float, float]:
-            known = unchanged and unchanged_score is not None
-            out = sweep(inner, projectors, alphas, data, device_of(inner), objective, progress, ranks,
-                        unchanged and not known)
-            if known:
-                out[math.inf] = float(unchanged_score)  # type: ignore[arg-type]
-            return out
+            if unchanged and unchanged_score is not None:  # measured already: not scored again
+                return {**sweep(inner, projectors, alphas, data, device_of(inner), objective, progress, ranks, False),
+                        math.inf: float(unchanged_score)}
+            return sweep(inner, projectors, alphas, data, device_of(inner), objective, progress, ranks, unchanged)
 
         return search_and_pick(grid, score, refine, memorised, chance)
 

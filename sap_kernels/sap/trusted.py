@@ -176,7 +176,6 @@ class _Selector:
         self.n_held = self.seen = self.largest = 0
         self.num_classes: Optional[int] = None
         self.reference = _Pool(reference) if reference else None  # uniform: lowest content keys
-        self.correct = 0.0
         self.own: list[torch.Tensor] = []  # per batch: each sample's score under the unchanged model
         self.given: Optional[torch.Tensor] = None  # indices known to be clean: scored 0, the rest 1
 
@@ -200,9 +199,7 @@ class _Selector:
             scores = (~torch.isin(indices, self.given)).float()
         part = Part(host, labels, indices, scores, classes)
         if self.objective.loss_fn is None:
-            own = self.objective.scores(output, labels, b).detach().float().cpu()
-            self.correct += float(own.double().sum())
-            self.own.append(own)
+            self.own.append(self.objective.scores(output, labels, b).detach().float().cpu())
         keys = content_keys(host, labels, self.seed) if self.reference is not None or self.holdout > 0 else None
         if self.reference is not None and keys is not None:
             self.reference.offer(Part(host, labels, part.indices, keys.float()))
@@ -230,6 +227,11 @@ class _Selector:
         for c in torch.unique(part.classes).tolist():
             pool = self.per_class.setdefault(int(c), _Pool(self.capacity))
             pool.offer(part.select((part.classes == c).nonzero().squeeze(1)))
+
+    @property
+    def correct(self) -> float:
+        """Sum of the unchanged model's scores over the samples seen (0 without them)."""
+        return sum(float(o.double().sum()) for o in self.own)
 
     def candidates(self) -> list[Part]:
         """Every sample still in a pool, once (by index)."""
