@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from sap_kernels.ops._checks import all_finite
-from sap_kernels.sap import eigensolver
-from sap_kernels.sap.spectrum import decompose
+from sap_kernels.sap.spectra import eigensolver
+from sap_kernels.sap.spectra.eigenpairs import decompose
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

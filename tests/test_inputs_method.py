@@ -274,7 +274,7 @@ def test_sequence_first_inputs_and_shared_tables_name_the_key():
 
 
 def test_flush_denormal_setting_is_restored():
-    from sap_kernels.sap.guards import _denormals_flushed
+    from sap_kernels.sap.runtime.guards import _denormals_flushed
 
     torch.manual_seed(0)
     model = nn.Linear(4, 3)

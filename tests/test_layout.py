@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import sap_kernels
-from sap_kernels.sap import layout
+from sap_kernels.sap.runtime import layout
 
 
 class _Conv(nn.Module):

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import sap_kernels
 from sap_kernels.ops import BackendUnavailable
-from sap_kernels.sap.guards import _denormals_flushed
+from sap_kernels.sap.runtime.guards import _denormals_flushed
 
 # --- models ------------------------------------------------------------------------------------
 

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from sap_kernels.sap.alpha import plateau_alpha
-from sap_kernels.sap.evaluation import best_alpha, default_alphas, smoothed_argmax
-from sap_kernels.sap.search import around, coarse, coarse_to_fine, completed
+from sap_kernels.sap.alpha.choice import plateau_alpha
+from sap_kernels.sap.alpha.search import around, coarse, coarse_to_fine, completed
+from sap_kernels.sap.alpha.sweep import best_alpha, default_alphas, smoothed_argmax
 
 GRID = default_alphas()
 

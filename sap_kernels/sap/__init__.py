@@ -2,18 +2,18 @@
 
 ``project`` composes them; ``plan`` lists what would be projected.
 """
-from .alpha import AlphaChoice, choose_alpha
-from .apply import apply
-from .batches import Shared
-from .capture import NonFiniteActivation
-from .collect import collect
-from .plan import Plan, PlannedLayer, plan
-from .project import project
+from .alpha.choice import AlphaChoice, choose_alpha
+from .data.batches import Shared
+from .data.samples import SampleSet
+from .gram.collection import collect
+from .gram.collector import NonFiniteActivation
+from .pipeline import project
+from .planning import Plan, PlannedLayer, plan
+from .projection.write import apply
 from .result import LayerReport, SAPResult
-from .samples import SampleSet
-from .spectra import NonFiniteStatistics, Spectra
-from .statistics import Statistics
-from .trusted import TrustedSet, select_trusted
+from .spectra.decomposition import NonFiniteStatistics, Spectra
+from .spectra.statistics import Statistics
+from .trusted.selection import TrustedSet, select_trusted
 
 __all__ = [
     "AlphaChoice", "LayerReport", "NonFiniteActivation", "NonFiniteStatistics", "Plan", "PlannedLayer",

@@ -119,7 +119,7 @@ class SAPResult:
         tables, timings) and ``report.json`` into ``directory``; returns the page's path. Needs
         matplotlib. Under torch.distributed only rank 0 writes."""
         from ..report import save_report
-        from .distributed import is_writer
+        from .runtime.distributed import is_writer
 
         return save_report(self, directory) if is_writer() else os.path.join(os.fspath(directory), "index.html")
 
@@ -135,8 +135,8 @@ class SAPResult:
         from safetensors.torch import save_model
 
         from ..report.data import report_data
-        from .distributed import is_writer
-        from .wrappers import unwrap
+        from .runtime.distributed import is_writer
+        from .runtime.wrappers import unwrap
 
         if not is_writer():
             return

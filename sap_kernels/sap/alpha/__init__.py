@@ -1,0 +1,1 @@
+"""Phase 4: sweeping alpha on data and picking one."""

@@ -1,0 +1,217 @@
+"""Phase 4, ``choose_alpha``: sweep alpha on data and pick one.
+
+On validation data the model never trained on (labels as noisy as training is fine), the pick is
+the best score smoothed over +-half a decade of alpha, and the unchanged model whenever it scores
+higher (``evaluation.best_alpha``).
+
+On data the model was trained on and fits (a hold-out of the training loader: the unchanged model
+scores at least ``MEMORISED_SCORE`` there), scores cannot tell alphas apart: every alpha that
+undoes memorisation *lowers* agreement with the noisy labels. There the curve of agreement
+against alpha has a known shape: a plateau near 1 (memorisation intact), a descent (memorised
+labels released), a second plateau (the clean structure kept) and a collapse (too strong a
+projection). ``plateau_alpha`` picks the flattest point of the second plateau. Measured in
+python/README.md ("Choosing alpha without unseen data").
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from ..data import batches
+from ..data.objective import Objective, PerSample
+from ..data.samples import SampleSet
+from ..projection.projectors import Projector
+from ..projection.scaling import check_location, check_mode, default_grid, grid_for
+from ..projection.write import projectors_from_spectra
+from ..runtime.distributed import ProcessGroup, resolve_ranks
+from ..runtime.guards import eval_modes
+from ..runtime.wrappers import device_of, unwrap
+from ..spectra.decomposition import Spectra
+from ..trusted.selection import check_loader
+from .search import Rule, Scorer, coarse_to_fine, completed, refines
+from .sweep import SMOOTHING_DECADES, Validation, best_alpha, check_alphas, smoothed_argmax, smoothed_scores, sweep
+
+# The unchanged model scoring this much on data drawn from its training set means it fits
+# (memorised) that data, noisy labels included.
+MEMORISED_SCORE = 0.98
+
+
+@dataclass
+class AlphaChoice:
+    """Outcome of ``choose_alpha``.
+
+    alpha: the pick (``math.inf``: leave the model unchanged).
+    scores: alpha -> mean score on the data (``math.inf``: the unchanged model).
+    rule: how the pick was made, in words.
+    memorised: the unchanged model fits the data (so the plateau rule was used).
+    warnings: what a user should know about the choice, in words.
+    """
+
+    alpha: float
+    scores: dict[float, float]
+    rule: str
+    memorised: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def smoothed(self) -> dict[float, float]:
+        return smoothed_scores(self.scores)
+
+
+def plateau_alpha(scores: dict[float, float], chance: float = 0.0) -> float:
+    """The alpha at the flattest point of the agreement curve below its memorised plateau.
+
+    ``scores``: alpha -> agreement with the training labels (``math.inf``: the unchanged model).
+    Candidates: alphas whose score lies at least ``PLATEAU_DROP`` below the unchanged model's
+    (memorisation visibly undone) and above ``PLATEAU_FLOOR`` of the way from ``chance`` to it (the
+    model has not collapsed). Among them, the one where the score changes least per decade between
+    the alphas farthest from it within ``PLATEAU_DECADES`` either side; ties to the larger alpha
+    (the milder projection). ``inf`` when no alpha qualifies.
+    """
+    finite = sorted(a for a in scores if not math.isinf(a))
+    top = scores.get(math.inf, max(scores.values()))
+    logs = [math.log10(a) for a in finite]
+    best: Optional[tuple[float, float]] = None
+    for i, a in enumerate(finite):
+        s = scores[a]
+        if not (s <= top - PLATEAU_DROP and s >= chance + PLATEAU_FLOOR * (top - chance)):
+            continue
+        near = [j for j, x in enumerate(logs) if abs(x - logs[i]) <= PLATEAU_DECADES + 1e-9]
+        lo, hi = near[0], near[-1]
+        if hi == lo:
+            continue
+        slope = abs(scores[finite[hi]] - scores[finite[lo]]) / (logs[hi] - logs[lo])
+        if best is None or slope <= best[0] + 1e-12:
+            best = (slope, a)
+    return math.inf if best is None else best[1]
+
+
+# Chosen on the measurements in python/README.md ("Choosing alpha without unseen data"): over 15
+# settings (digits CNN and MLP, breast cancer, wine; symmetric and asymmetric noise, 25 % / 40 %)
+# every combination of drop 0.02/0.05, floor 0.1/0.2/0.3 and a window of a quarter or half a decade
+# closed 46-56 % of the gap on average on a quarter-decade grid (the noisy-validation choice 47 %);
+# these values closed 56 % (55 % on the default half-decade grid) and never fell below the
+# unchanged model.
+PLATEAU_DROP = 0.05
+PLATEAU_FLOOR = 0.2
+PLATEAU_DECADES = 0.5
+
+
+def _data(val_loader: Union[Iterable[Any], SampleSet], split: batches.Splitter) -> Iterable[tuple[Any, torch.Tensor]]:
+    if isinstance(val_loader, SampleSet):
+        return val_loader
+    check_loader(val_loader, "val_loader")
+    return Validation(val_loader, split)
+
+
+def choose_alpha(
+    model: nn.Module,
+    spectra: Spectra,
+    val_loader: Union[Iterable[Any], SampleSet],
+    *,
+    alphas: Optional[Sequence[float]] = None,
+    memorised: Union[bool, str] = False,
+    chance: float = 0.0,
+    score_fn: Optional[PerSample] = None,
+    batch_fn: Optional[batches.Splitter] = None,
+    input_key: Optional[Union[str, list[str]]] = None,
+    label_key: Optional[str] = None,
+    backend: Optional[str] = None,
+    progress: bool = True,
+    process_group: Optional[ProcessGroup] = None,
+    distributed: Optional[bool] = None,
+    mode: str = "sap",
+    location: str = "pre",
+    refine: Optional[bool] = None,
+    unchanged_score: Optional[float] = None,
+    projectors: Optional[Sequence[Projector]] = None,
+) -> AlphaChoice:
+    """Phase 4: score the projection at every alpha of a grid on ``val_loader`` and pick one.
+
+    Args:
+        model: the model ``spectra`` were computed on (its weights are written for the sweep and
+            restored; modes restored).
+        spectra: from ``Statistics.decompose``.
+        val_loader: batches ``(inputs, labels)`` (read like the training loader; a generator is
+            cached on the host at its first pass), or a ``SampleSet``.
+        alphas: the grid (default ``1, 10**0.5, ..., 1e6``).
+        memorised: whether the data was drawn from the model's training set and may be fitted:
+            ``"auto"`` decides by the unchanged model's score (``>= MEMORISED_SCORE``) and then
+            picks by ``plateau_alpha``; False (a genuine hold-out) picks the best smoothed score.
+        chance: the score of a constant prediction (``1 / classes`` for accuracy), for the
+            plateau rule's collapse guard.
+        score_fn: per-sample score ``(output, labels) -> [B]`` (default: accuracy).
+        process_group, distributed: under torch.distributed each rank passes its own shard of the
+            validation data and every score is summed over the ranks, so every rank picks the same.
+        mode, location: the projection variant and side (``sap_kernels.sap.modes``); for ``"gpm"``
+            the grid is of energy shares (default ``modes.GPM_SHARES``).
+        refine: search coarse-to-fine (``sap.search``: 8-10 of the 13 default alphas scored) instead
+            of scoring every alpha; None: for the default grid of ``"sap"``/``"sgp"`` only.
+        unchanged_score: the unchanged model's mean score on this data (over every rank's shard)
+            when already measured, e.g. by the ranking pass (``project`` passes it then): one
+            forward pass over the data fewer; None: scored here.
+        projectors: ``apply.projectors_from_spectra(model, spectra, ...)`` when the caller built
+            them already (``project`` writes the pick with the same ones); None: built here.
+    Returns:
+        ``AlphaChoice``.
+    """
+    if memorised not in (True, False, "auto"):
+        raise ValueError(f"memorised must be True, False or 'auto', got {memorised!r}")
+    mode, location = check_mode(mode), check_location(location)
+    grid = default_grid(mode) if alphas is None else grid_for(mode, check_alphas(alphas))
+    data = _data(val_loader, batches.make_splitter(batch_fn, input_key, label_key))
+    inner, _ = unwrap(model)
+    refine = refines(alphas, mode) if refine is None else refine
+    with eval_modes(inner):
+        if projectors is None:
+            projectors = projectors_from_spectra(inner, spectra, backend, mode, location)
+        objective, ranks = Objective(score_fn=score_fn), resolve_ranks(process_group, distributed)
+
+        def score(alphas: Sequence[float], unchanged: bool) -> dict[float, float]:
+            if unchanged and unchanged_score is not None:  # measured already: not scored again
+                return {**sweep(inner, projectors, alphas, data, device_of(inner), objective, progress, ranks, False),
+                        math.inf: float(unchanged_score)}
+            return sweep(inner, projectors, alphas, data, device_of(inner), objective, progress, ranks, unchanged)
+
+        return search_and_pick(grid, score, refine, memorised, chance)
+
+
+def search_and_pick(grid: Sequence[float], score: Scorer, refine: bool, memorised: Union[bool, str] = False,
+                    chance: float = 0.0) -> AlphaChoice:
+    """Score alphas of ``grid`` with ``score`` (every one, or coarse-to-fine when ``refine``;
+    ``sap.search``) and pick one by the rule the unchanged model's score calls for: the one decision
+    of ``choose_alpha``, apart from how a score is obtained (``python/alpha_study_report.py``
+    replays it on recorded curves)."""
+
+    def fits(scores: dict[float, float]) -> bool:
+        return memorised is True or (memorised == "auto" and scores[math.inf] >= MEMORISED_SCORE)
+
+    def rule(scores: dict[float, float]) -> Rule:
+        if fits(scores):
+            return lambda sc: plateau_alpha(sc, chance)
+        return _best_or_inf
+
+    scores = coarse_to_fine(grid, score, rule) if refine else score(grid, True)
+    seen = completed(grid, scores)  # the whole grid's scores when every alpha was scored
+    how = " (coarse-to-fine: the decades, then the alphas around the best)" if refine else ""
+    if not fits(scores):
+        return AlphaChoice(best_alpha(seen), scores, "best validation score, smoothed over +-0.5 decade" + how)
+    pick = plateau_alpha(seen, chance)
+    warning = (
+        f"the unchanged model scores {100 * scores[math.inf]:.1f}% on these samples from its training data: it has "
+        "memorised their labels, so they cannot show which alpha generalises best; alpha was chosen by the "
+        "plateau rule instead (a plateau of agreement with the training labels). Pass val_loader= with "
+        "samples the model never trained on (noisy labels are fine) for a measured choice."
+    )
+    return AlphaChoice(pick, scores, "plateau of training-label agreement (the data is memorised)" + how, True,
+                       [warning])
+
+
+def _best_or_inf(scores: dict[float, float]) -> float:
+    """The coarse step's pick under the validation rule: the best smoothed score, even below the
+    unchanged model (the alphas around it may still beat it); inf only with no alpha."""
+    pick = smoothed_argmax(scores, SMOOTHING_DECADES)
+    return math.inf if pick is None else pick

@@ -1,0 +1,212 @@
+"""Phase 2, ``collect``: run the trusted samples through the model and stream every selected
+layer's input activations into per-stream Grams (``GramCollector``), then describe them as
+``Statistics``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data import batches
+from ..data.samples import SampleSet
+from ..layers.discovery import Discovery, LayerUnit, Selector, discover
+from ..layers.head import find_head
+from ..projection.scaling import check_location
+from ..runtime.distributed import ProcessGroup, Ranks, agreed, resolve_ranks
+from ..runtime.guards import eval_modes
+from ..runtime.wrappers import device_of, unwrap
+from ..spectra.statistics import Statistics, StreamStats
+from ..trusted.selection import TrustedSet, check_count, check_loader
+from .collector import GramCollector
+from .merge import merge_streams
+
+RowMaskFn = Callable[[Any], Optional[torch.Tensor]]
+
+
+def attention_mask_rows(inputs: Any) -> Optional[torch.Tensor]:
+    """The default row mask: a dict input's ``attention_mask`` ``[B, T]`` (nonzero: a real token)."""
+    if isinstance(inputs, Mapping):
+        mask = inputs.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and mask.dim() == 2:
+            return mask != 0
+    return None
+
+
+def _batches(trusted: Any, split: batches.Splitter, batch_size: Optional[int]) -> Iterator[Any]:
+    """Model inputs, batch by batch, from a TrustedSet, a SampleSet or a loader."""
+    if isinstance(trusted, TrustedSet):
+        trusted = trusted.samples
+    if isinstance(trusted, SampleSet):
+        for inputs, _ in trusted.batches(batch_size):
+            yield inputs
+        return
+    check_loader(trusted, "trusted")
+    for b, batch in enumerate(trusted):
+        inputs, labels = split(batch)
+        if labels.dim() and labels.shape[0]:
+            batches.check_samples(inputs, int(labels.shape[0]), b)
+            yield inputs
+
+
+def drop_head(model: nn.Module, disc: Discovery, inputs: Any) -> str:
+    """Find the classifier head on ``inputs`` and remove it (and layers tied to it) from ``disc``."""
+    head = find_head(model, disc.units, batches.slice_rows(inputs, 0, 2))
+    drop_unit(disc, head)
+    return head
+
+
+def drop_unit(disc: Discovery, head: str) -> None:
+    """Remove the unit named ``head`` (and layers tied to it) from ``disc``, recording why."""
+    disc.skipped.append((head, "classifier head (skip_head=True)"))
+    # the head is a Linear/Conv unit (find_head hooks no other kind)
+    stream = next((u.stream for u in disc.units if isinstance(u, LayerUnit) and u.name == head), head)
+    disc.units = [u for u in disc.units if getattr(u, "stream", u.name) != stream]
+
+
+def statistics_of(collector: GramCollector, disc: Discovery, head: Optional[str], n_samples: int,
+                  trusted_indices: torch.Tensor, notices: list[str]) -> Statistics:
+    """The collector's accumulators as ``Statistics``; targets never reached go to ``skipped``."""
+    skipped = list(disc.skipped)
+    targets, streams = [], {}
+    for t in disc.targets():
+        acc = collector.streams.get(t.stream)
+        if acc is None or acc.rows == 0:
+            skipped.append((t.name, "never called during the forward pass"))
+            continue
+        targets.append(t)
+        for key in (t.stream, t.post):
+            got = collector.streams.get(key) if key is not None else None
+            if key is not None and got is not None and got.rows and key not in streams:
+                streams[key] = StreamStats(got.spec, got.rows, got.gram, got.kept_rows(), got.exp or 0)
+    if not targets:
+        raise ValueError("nothing to project: no selected layer was called during the forward pass"
+                         + "".join(f"\n  {n}: {why}" for n, why in skipped[:20]))
+    return Statistics(streams, targets, skipped, head, n_samples, trusted_indices, notices)
+
+
+def nothing_to_project(disc: Discovery) -> ValueError:
+    return ValueError(
+        "nothing to project: the model has no selected nn.Linear/nn.Conv1d/2d/3d/nn.MultiheadAttention layer"
+        + "".join(f"\n  {n}: {why}" for n, why in disc.skipped[:20]))
+
+
+def collect(
+    model: nn.Module,
+    trusted: Union[TrustedSet, SampleSet, Iterable[Any]],
+    *,
+    layers: Optional[Union[Selector, Iterable[Selector]]] = None,
+    skip: Optional[Union[Selector, Iterable[Selector]]] = None,
+    skip_head: bool = False,
+    batch_size: Optional[int] = None,
+    backend: Optional[str] = None,
+    row_mask: Optional[RowMaskFn] = attention_mask_rows,
+    batch_fn: Optional[batches.Splitter] = None,
+    input_key: Optional[Union[str, list[str]]] = None,
+    label_key: Optional[str] = None,
+    progress: bool = True,
+    process_group: Optional[ProcessGroup] = None,
+    distributed: Optional[bool] = None,
+    location: str = "pre",
+) -> Statistics:
+    """Phase 2: the Gram (or, while fewer than ``K``, the rows) of every selected layer's input.
+
+    Args:
+        model: the model (run in eval mode, modes restored; wrappers such as DDP are peeled off).
+        trusted: a ``TrustedSet`` (from ``select_trusted``), a ``SampleSet``, or any loader of
+            ``(inputs, labels)`` batches whose samples are all trusted (a verified clean subset).
+        layers, skip, skip_head: which targets (see ``sap_kernels.project``).
+        batch_size: batch size for a ``TrustedSet``/``SampleSet`` (default: the loader's largest).
+        backend: kernel backend for the Grams.
+        row_mask: ``inputs -> [B, T] bool`` marking real tokens; rows at False positions of
+            token-wise inputs (``[B, T, ..., K]``) are left out of every Gram. Default: a dict
+            input's ``attention_mask``; None: every row.
+        batch_fn, input_key, label_key: how a loader batch becomes ``(inputs, labels)``.
+        progress: a tqdm bar over the batches.
+        process_group, distributed: under torch.distributed each rank collects its own samples
+            (none is fine) and every rank ends with the statistics of all of them (see
+            ``select_trusted``).
+        location: ``"post"``/``"all"`` also collect every Linear/Conv layer's outputs (for
+            output-side projection, ``sap_kernels.sap.modes``).
+    Returns:
+        ``Statistics`` (the same on every rank).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if batch_size is not None:
+        batch_size = check_count(batch_size, "batch_size")
+    if row_mask is not None and not callable(row_mask):
+        raise TypeError(f"row_mask must be a function inputs -> [B, T] bool mask, or None; got {row_mask!r}")
+    ranks = resolve_ranks(process_group, distributed)
+    inner, _ = unwrap(model)
+    split = batches.make_splitter(batch_fn, input_key, label_key)
+    disc = discover(inner, layers, skip, post=check_location(location) != "pre")
+    if not disc.units:
+        raise nothing_to_project(disc)
+    device = device_of(inner)
+    stream = _batches(trusted, split, batch_size)
+    first = agreed(ranks, "reading the trusted samples", lambda: next(stream, None))
+    head = _head(inner, disc, first, device, ranks) if skip_head else None
+    run = _Run(inner, disc, row_mask, device, backend, progress)
+    collector, n = agreed(ranks, "collecting activations", lambda: run.collect(first, stream))
+    indices = trusted.indices if isinstance(trusted, (TrustedSet, SampleSet)) else torch.arange(n)
+    if ranks is not None:
+        agreed(ranks, "merging statistics", lambda: merge_streams(collector, ranks, device))
+        n = sum(ranks.all_gather_ints(n))
+        if not isinstance(trusted, (TrustedSet, SampleSet)):
+            indices = torch.arange(n)  # a plain loader: every sample, in rank order
+        else:
+            indices = torch.sort(torch.cat(ranks.gather_rows(indices))).values
+    elif first is None:
+        raise ValueError("collect: there are no samples to collect statistics on")
+    notices = list(trusted.notices) if isinstance(trusted, TrustedSet) else []
+    return statistics_of(collector, disc, head, n, indices, notices)
+
+
+def _head(model: nn.Module, disc: Discovery, first: Any, device: torch.device, ranks: Optional[Ranks]) -> str:
+    """Find and drop the classifier head (from a rank that has samples, the same on every rank)."""
+    def local() -> Optional[str]:
+        if first is None:
+            return None
+        with eval_modes(model):
+            return find_head(model, disc.units, batches.slice_rows(batches.to_device(first, device), 0, 2))
+
+    name = agreed(ranks, "finding the classifier head", local)
+    if ranks is not None:
+        names: list[Optional[str]] = [None] * ranks.size
+        torch.distributed.all_gather_object(names, name, group=ranks.group)
+        name = next((x for x in names if x is not None), None)
+    if name is None:
+        raise ValueError("skip_head=True: there are no samples to find the classifier head with")
+    drop_unit(disc, name)
+    return name
+
+
+class _Run:
+    """One collection pass over this rank's trusted samples."""
+
+    def __init__(self, model: nn.Module, disc: Discovery, row_mask: Optional[RowMaskFn], device: torch.device,
+                 backend: Optional[str], progress: bool):
+        self.model, self.disc, self.row_mask, self.device = model, disc, row_mask, device
+        self.backend, self.progress = backend, progress
+
+    def collect(self, first: Any, rest: Iterator[Any]) -> tuple[GramCollector, int]:
+        collector = GramCollector(self.disc.units, backend=self.backend)
+        n = 0
+        if first is None:
+            return collector, 0
+        with eval_modes(self.model), collector, torch.no_grad():
+            for inputs in tqdm(_chain(first, rest), desc="SAP: collecting activations", disable=not self.progress,
+                               leave=False):
+                collector.row_mask = self.row_mask(inputs) if self.row_mask is not None else None
+                batches.call_model(self.model, batches.to_device(inputs, self.device))
+                n += batches.batch_len(inputs)
+        return collector, n
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest

@@ -1,0 +1,45 @@
+"""Finding the classifier head: the projectable layer whose output is the logits.
+
+One forward pass on a couple of samples, with forward hooks on every Linear/Conv unit: the head
+is the last layer called whose output *is* the tensor the model returns (torchvision's ResNet,
+VGG, MobileNet, ConvNeXt and ViT all return their last Linear's output as it is). When the model
+transforms that output (a temperature, a reshape), the last layer called whose output equals the
+logits in shape and value is taken. A model where neither holds gets a clear error: name the
+layer with ``skip=`` instead.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from ..data import batches
+from ..data.objective import logits_of
+from .discovery import Unit
+
+
+@torch.no_grad()
+def find_head(model: nn.Module, units: list[Unit], inputs: Any) -> str:
+    """Name of the unit that produces the logits of ``model(inputs)``."""
+    calls: list[tuple[str, Any]] = []
+    handles = []
+    try:
+        for u in units:
+            if isinstance(u.module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                handles.append(u.module.register_forward_hook(
+                    lambda mod, args, out, name=u.name: calls.append((name, out))))
+        logits = logits_of(batches.call_model(model, inputs))
+    finally:
+        for h in handles:
+            h.remove()
+    head: Optional[str] = next((n for n, out in reversed(calls) if out is logits), None)
+    if head is None:
+        head = next((n for n, out in reversed(calls) if isinstance(out, torch.Tensor)
+                     and out.shape == logits.shape and torch.equal(out, logits)), None)
+    if head is None:
+        raise ValueError(
+            "skip_head=True: no Linear/Conv layer's output is the model's logits, so the classifier "
+            "head could not be identified; name it with skip= instead"
+        )
+    return head

@@ -1,0 +1,338 @@
+"""``project``: the whole SAP method on any ``nn.Module``, as the composition of its phases.
+
+select_trusted -> collect -> (alpha given) apply from the statistics
+                          -> (sweep) decompose -> choose_alpha -> apply from the spectra
+
+Every argument is checked before any work; the model is worked on in a copy unless
+``inplace=True``; weights are written once, at the end, after every projection was computed and
+checked (and restored if the write itself fails).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .alpha.choice import MEMORISED_SCORE, AlphaChoice, choose_alpha
+from .data import batches
+from .data.objective import PerSample
+from .data.samples import SampleSet
+from .gram.collection import RowMaskFn, attention_mask_rows, collect, nothing_to_project, statistics_of
+from .gram.collector import GramCollector
+from .layers.discovery import Selector, discover
+from .options.configs import Settings, settings
+from .projection.projectors import Projector
+from .projection.rounds import first_round, run_rounds
+from .projection.write import projectors_from_spectra, projectors_from_statistics, write_all
+from .result import LayerReport, SAPResult
+from .runtime.distributed import ProcessGroup, Ranks, resolve_ranks
+from .runtime.guards import eval_modes
+from .runtime.wrappers import check_not_sharded, working_copy
+from .spectra.decomposition import Spectra
+from .spectra.statistics import Statistics
+from .trusted.selection import TrustedSet, check_loader, known_size, select_trusted
+
+
+def _reports(source: Union[Spectra, Statistics], projectors: Sequence[Projector]) -> list[LayerReport]:
+    out = []
+    for p in projectors:
+        t = p.target
+        rows = source.rows[t.stream] if isinstance(source, Spectra) else source.streams[t.stream].rows
+        spectrum = getattr(p, "spectrum", None)
+        energies = None if spectrum is None else spectrum.energies(t.k)
+        method = "solve" if spectrum is None else ("rows" if spectrum.dual else "gram")
+        out.append(LayerReport(t.name, t.kind, t.k, t.groups, rows, energies, method, t.tied))
+    return out
+
+
+def _trusted_and_statistics(target: nn.Module, loader: Iterable[Any], s: Settings, needs_data: bool,
+                            kw: dict[str, Any]) -> tuple[TrustedSet, Statistics]:
+    """Phases 1 and 2; one pass over the loader when every sample it yields is trusted anyway."""
+    hold = (s.holdout or 0.0) if needs_data else 0.0
+    reference = s.max_holdout if needs_data and s.holdout is None else 0
+    given = kw["given"]
+    trust = dict(n_trusted=s.n_trusted, class_balanced=s.class_balanced, strategy=s.strategy, holdout=hold,
+                 max_holdout=s.max_holdout, reference=reference, seed=s.seed, loss_fn=kw["loss_fn"],
+                 progress=s.progress, indices=given if isinstance(given, torch.Tensor) else None, **kw["split"])
+    trust.update(kw["dist"])
+    if given is not None and not isinstance(given, torch.Tensor):
+        return _clean_loader(target, loader, given, s, trust, needs_data, kw)
+    every = isinstance(s.n_trusted, int) and known_size(loader) == s.n_trusted
+    if every and not needs_data and not s.skip_head and kw["ranks"] is None and given is None and s.location == "pre":
+        disc = discover(target, kw["layers"], kw["skip"])
+        with GramCollector(disc.units, backend=s.backend) as collector:
+            trusted = select_trusted(target, _with_row_masks(loader, collector, kw), **trust)
+        if len(trusted) == trusted.n_seen:
+            return trusted, statistics_of(collector, disc, None, len(trusted), trusted.indices, trusted.notices)
+    else:
+        trusted = select_trusted(target, loader, **trust)
+    stats = collect(target, trusted, layers=kw["layers"], skip=kw["skip"], skip_head=s.skip_head,
+                    batch_size=s.batch_size, backend=s.backend, row_mask=kw["row_mask"], progress=s.progress,
+                    location=s.location, **kw["dist"])
+    return trusted, stats
+
+
+def _clean_loader(target: nn.Module, loader: Iterable[Any], clean: Iterable[Any], s: Settings,
+                  trust: dict[str, Any], needs_data: bool, kw: dict[str, Any]) -> tuple[TrustedSet, Statistics]:
+    """``trusted=<a loader of clean samples>``: statistics from all of them; ``loader`` is read
+    only when alpha is chosen on training data (for its sample of training samples)."""
+    stats = collect(target, clean, layers=kw["layers"], skip=kw["skip"], skip_head=s.skip_head, batch_size=s.batch_size,
+                    backend=s.backend, row_mask=kw["row_mask"], progress=s.progress, location=s.location,
+                    **kw["split"], **kw["dist"])
+    if needs_data:
+        trusted = select_trusted(target, loader, **{**trust, "n_trusted": 1, "class_balanced": False})
+    else:
+        trusted = TrustedSet(SampleSet([], 1), None, 0, "clean loader", False)
+    trusted.strategy = "clean loader"
+    return trusted, stats
+
+
+def _with_row_masks(loader: Iterable[Any], collector: GramCollector, kw: dict[str, Any]) -> Iterator[Any]:
+    """``loader``'s batches as they are, setting ``collector.row_mask`` for each before the model
+    sees it: on the one-pass route the Grams fill while ``select_trusted`` runs the batches, so
+    padding rows must be masked there as ``collect`` masks them."""
+    split, mask_fn = batches.make_splitter(**kw["split"]), kw["row_mask"]
+    for batch in loader:
+        try:
+            inputs = split(batch)[0]
+        except (TypeError, ValueError, KeyError):
+            inputs = None  # select_trusted reports this batch's error itself
+        collector.row_mask = None if mask_fn is None or inputs is None else mask_fn(inputs)
+        yield batch
+
+
+def _choose(target: nn.Module, spectra: Spectra, trusted: TrustedSet, val_loader: Optional[Iterable[Any]],
+            s: Settings, kw: dict[str, Any], projectors: list[Projector]) -> tuple[AlphaChoice, str]:
+    if val_loader is not None:
+        choice = choose_alpha(target, spectra, val_loader, alphas=s.grid, refine=s.refine, score_fn=kw["score_fn"],
+                              backend=s.backend, progress=s.progress, mode=s.mode, location=s.location,
+                              projectors=projectors, **kw["split"], **kw["dist"])
+        return choice, "val_loader"
+    chance = 1.0 / trusted.num_classes if trusted.num_classes else 0.0
+    data, where = _training_data(trusted, s, kw["ranks"])
+    known = None if kw["score_fn"] is not None else _measured(trusted, data, kw["ranks"])
+    choice = choose_alpha(target, spectra, data, alphas=s.grid, refine=s.refine, memorised="auto", chance=chance,
+                          mode=s.mode, location=s.location, score_fn=kw["score_fn"], backend=s.backend,
+                          progress=s.progress, unchanged_score=known, projectors=projectors, **kw["dist"])
+    return choice, where
+
+
+def _measured(trusted: TrustedSet, data: SampleSet, ranks: Optional[Ranks]) -> Optional[float]:
+    """The unchanged model's accuracy on ``data`` (training samples) from the ranking pass, summed
+    over the ranks; None when that pass did not measure it (a custom loss) on some rank."""
+    local = trusted.unchanged_sum(data)
+    if ranks is None:
+        return None if local is None or local[1] == 0 else local[0] / local[1]
+    sums = ranks.all_reduce(torch.tensor([*(local or (0.0, 0)), float(local is None)], dtype=torch.float64))
+    return None if float(sums[2]) > 0 or float(sums[1]) == 0 else float(sums[0]) / float(sums[1])
+
+
+def _training_data(trusted: TrustedSet, s: Settings, ranks: Optional[Ranks]) -> tuple[SampleSet, str]:
+    """The training samples alpha is chosen on without ``val_loader``: the never-trusted hold-out,
+    or the seeded sample of the loader (without the trusted samples when the model does not fit
+    its training labels, so that the sweep is not scored on the samples the Grams came from)."""
+    if trusted.holdout is not None:
+        return trusted.holdout, f"hold-out of {len(trusted.holdout)} training samples (seed {s.seed}, never trusted)"
+    ref = trusted.reference
+    if ref is None or not len(ref):
+        raise ValueError("no training samples were kept for choosing alpha; pass val_loader or alpha")
+    count = (lambda n: n) if ranks is None else (lambda n: sum(ranks.all_gather_ints(n)))
+    where = f"{count(len(ref))} training samples (seed {s.seed})"
+    if trusted.fit is not None and trusted.fit < MEMORISED_SCORE:
+        keep = (~torch.isin(ref.indices, trusted.indices)).nonzero().squeeze(1)
+        if count(int(keep.numel())) == 0:
+            raise ValueError(
+                f"every training sample is trusted ({len(trusted)}) and the model does not fit its training labels "
+                f"({100 * trusted.fit:.1f}% agree), so no untrusted training sample is left to choose alpha on: "
+                "pass val_loader=, alpha=, or a smaller n_trusted")
+        ref = ref.subset(keep)
+        where = f"{count(len(ref))} training samples, not trusted (seed {s.seed})"
+    return ref, where
+
+
+def project(
+    model: nn.Module, loader: Iterable[Any], *,
+    val_loader: Optional[Iterable[Any]] = None, alpha: Optional[float] = None, alphas: Optional[Sequence[float]] = None,
+    n_trusted: Optional[Union[int, float]] = None, class_balanced: Optional[bool] = None, trusted: Any = "loss",
+    layers: Optional[Union[Selector, Iterable[Selector]]] = None,
+    skip: Optional[Union[Selector, Iterable[Selector]]] = None, skip_head: bool = False,
+    inplace: bool = False, progress: bool = True, holdout: Optional[float] = None, max_holdout: int = 250,
+    seed: int = 0, batch_size: Optional[int] = None, eig_dtype: Optional[torch.dtype] = None, solver: str = "auto",
+    backend: Optional[str] = None, loss_fn: Optional[PerSample] = None, score_fn: Optional[PerSample] = None,
+    row_mask: Optional[RowMaskFn] = attention_mask_rows, batch_fn: Optional[batches.Splitter] = None,
+    input_key: Optional[Union[str, Sequence[str]]] = None, label_key: Optional[str] = None, dry_run: bool = False,
+    process_group: Optional[ProcessGroup] = None, distributed: Optional[bool] = None,
+    mode: str = "sap", location: str = "pre", rounds: int = 1,
+) -> SAPResult:
+    """Correct a classifier trained on noisy labels with Scaled Activation Projection: every Linear,
+    ConvNd and MultiheadAttention weight ``W`` (``[out, K]`` per group) becomes ``W V diag(lambda) V^T``,
+    ``(e, V)`` the eigenpairs of the Gram of its inputs on the trusted samples, ``lambda = alpha r /
+    ((alpha - 1) r + 1)``, ``r = e / sum e``; biases stay. The public phases composed (``select_trusted``,
+    ``collect``, ``Statistics.decompose``, ``choose_alpha``, ``apply``); README has the argument table.
+
+    Args:
+        model: logits ``[B, C]``, one logit ``[B]``/``[B, 1]`` (labels 0/1), ``.logits``, or anything
+            with ``loss_fn``/``score_fn``; any device and float dtype; DP/DDP/compile wrappers peeled.
+        loader: the (noisy) training set, ``(inputs, labels)`` batches (or via ``batch_fn``/keys).
+        val_loader: samples never trained on (noisy labels fine): the reliable choice of alpha.
+            Without it, a seeded sample of up to ``max_holdout`` training samples: if the model
+            fits them, alpha by the plateau rule (with a warning), else by their accuracy.
+        alpha / alphas: one alpha (no sweep; ``math.inf``: unchanged) / the grid (default half-decades
+            ``1 .. 1e6``; for ``mode="gpm"`` energy shares).
+        n_trusted: a count, a fraction, or None (1000, or a quarter of smaller data, with a notice).
+        class_balanced: the best ``n_trusted / C`` per class; None: True for class labels.
+        trusted: ranking ``"loss"``, ``"curvature"`` (the published scripts') or ``"random"``; the
+            positions of samples known clean (ints into ``loader``'s order); or a loader of clean samples.
+        layers, skip, skip_head: names, glob patterns or types to include / exclude (no match is an
+            error); ``skip_head`` leaves the layer producing the logits alone.
+        inplace: modify ``model`` itself (restored if anything fails); else a deep copy.
+        holdout, max_holdout, seed: ``holdout=None`` uses the seeded sample above; a fraction sets
+            that share of ``loader`` aside instead, never trusted.
+        batch_size, eig_dtype, backend, progress: activation-pass batch, eigendecomposition dtype
+            (default: ``sap.precision``), kernel backend, tqdm bars.
+        solver: ``"eigh"``, ``"solve"`` (one alpha: a float64 Cholesky solve per layer, no spectrum)
+            or ``"auto"`` (``"solve"`` when ``alpha`` is given and the variant allows it).
+        loss_fn, score_fn: per-sample loss (ranking) and score (alpha), ``(output, labels) -> [B]``.
+        row_mask: ``inputs -> [B, T]`` real tokens (default: ``attention_mask``); padding rows stay out.
+        batch_fn, input_key, label_key: how a batch becomes ``(inputs, labels)``.
+        dry_run: replaced by ``sap_kernels.plan`` (raises a TypeError saying so).
+        process_group, distributed: under ``torchrun`` each rank passes its shard and all end with the
+            single-process weights on the concatenated shards; ``distributed=False``: this process alone.
+        mode, location, rounds: the variant (``"sap"``, ``"sgp"``, ``"gpm"``), the side (``"pre"``,
+            ``"post"``, ``"all"``) and repeated rounds (alpha x10 each, composed), ``sap.modes``.
+    Returns:
+        ``SAPResult``: ``.model``, ``.alpha``, ``.scores``, ``.layers``, ``.skipped``, ``.rule``,
+        ``.warnings``, ``.notices``, ...
+    """
+    _check_inputs(dry_run, model, loader, val_loader)
+    strategy, given = _trusted_arg(trusted)
+    s = settings(alpha=alpha, alphas=alphas, n_trusted=n_trusted, class_balanced=class_balanced, strategy=strategy,
+                 solver=solver, eig_dtype=eig_dtype, batch_size=batch_size, holdout=holdout, max_holdout=max_holdout,
+                 seed=seed, backend=backend, inplace=inplace, progress=progress, skip_head=skip_head, mode=mode,
+                 location=location, rounds=rounds)
+    _check_sweep(s, val_loader, loss_fn, score_fn)
+    kw = _options(layers, skip, loss_fn, score_fn, row_mask, batch_fn, input_key, label_key, process_group, distributed)
+    kw["given"] = given
+    returned, target = _working_model(model, s, layers, skip)
+    with eval_modes(target):
+        return _run(returned, target, loader, val_loader, s, kw)
+
+
+def _trusted_arg(trusted: Any) -> tuple[str, Any]:
+    """``trusted=`` as ``(ranking strategy, given)``: given is None, a tensor of clean positions, or a
+    loader of clean samples."""
+    if isinstance(trusted, str):
+        return trusted, None
+    if isinstance(trusted, torch.Tensor) or (isinstance(trusted, (list, tuple)) and trusted
+                                             and all(isinstance(i, int) and not isinstance(i, bool) for i in trusted)):
+        return "loss", torch.as_tensor(trusted)
+    if hasattr(trusted, "__iter__") and not isinstance(trusted, (bytes, dict)):
+        check_loader(trusted, "trusted")
+        return "loss", trusted
+    raise TypeError("trusted must be 'loss', 'curvature', 'random', a sequence of clean sample positions or a "
+                    f"loader of clean samples; got {trusted!r}")
+
+
+def _options(layers: Any, skip: Any, loss_fn: Any, score_fn: Any, row_mask: Any, batch_fn: Any, input_key: Any,
+             label_key: Any, process_group: Optional[ProcessGroup], distributed: Optional[bool]) -> dict[str, Any]:
+    """The options the phases share, and the ranks to run on."""
+    ranks = resolve_ranks(process_group, distributed)
+    return dict(layers=layers, skip=skip, loss_fn=loss_fn, score_fn=score_fn, row_mask=row_mask, ranks=ranks,
+                split=dict(batch_fn=batch_fn, input_key=input_key, label_key=label_key),
+                dist=dict(process_group=process_group, distributed=ranks is not None))
+
+
+def _working_model(model: nn.Module, s: Settings, layers: Any, skip: Any) -> tuple[nn.Module, nn.Module]:
+    """``(returned, projected)``: the model or its copy, checked to have something to project."""
+    check_not_sharded(model)
+    returned, target, _ = working_copy(model, s.inplace)
+    disc = discover(target, layers, skip)
+    if not disc.units:
+        raise nothing_to_project(disc)
+    return returned, target
+
+
+def _rounds(target: nn.Module, trusted: TrustedSet, spectra: Spectra, projectors: list[Projector], alpha: float,
+            s: Settings, kw: dict[str, Any]) -> None:
+    """Round 0 written as a composed projection, then rounds ``1 .. s.rounds - 1`` (``rounds.py``)."""
+    chain = first_round(projectors, spectra.spectra, alpha, s.mode)
+    ranks = kw["ranks"]
+    write_all(list(chain), alpha, ranks)
+
+    given = kw["given"]
+    samples = given if given is not None and not isinstance(given, torch.Tensor) else trusted  # a clean loader
+
+    def again() -> Statistics:
+        return collect(target, samples, layers=kw["layers"], skip=kw["skip"], skip_head=s.skip_head,
+                       batch_size=s.batch_size, backend=s.backend, row_mask=kw["row_mask"], progress=s.progress,
+                       **kw["split"] if samples is given else {}, **kw["dist"])
+
+    try:
+        run_rounds(s.rounds, chain, alpha, s.mode, s.eig_dtype, again, lambda ps, a: write_all(ps, a, ranks))
+    except BaseException:
+        for p in chain:
+            p.restore()
+        raise
+
+
+def _check_inputs(dry_run: object, model: object, loader: Iterable[Any],
+                  val_loader: Optional[Iterable[Any]]) -> None:
+    """``project``'s checks of what it was given to work on, before its options are checked."""
+    if dry_run is not False:
+        raise TypeError("project(dry_run=True) was replaced by sap_kernels.plan(model, loader, ...), "
+                        "which returns a Plan")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_loader(loader, "loader")
+    if val_loader is not None:
+        check_loader(val_loader, "val_loader")
+
+
+def _check_sweep(s: Settings, val_loader: Optional[Iterable[Any]], loss_fn: Optional[PerSample],
+                 score_fn: Optional[PerSample]) -> None:
+    """What choosing alpha needs, once the options are checked: a score, and data to score on."""
+    if s.sweeping and loss_fn is not None and score_fn is None:
+        raise ValueError("loss_fn= was given without score_fn=: choosing alpha needs a per-sample score "
+                         "(output, labels) -> [B] (or pass alpha=)")
+    if s.sweeping and val_loader is None and s.holdout == 0:
+        raise ValueError("choosing alpha needs validation data: pass val_loader, alpha, or holdout=None / > 0")
+
+
+def _run(returned: nn.Module, target: nn.Module, loader: Iterable[Any], val_loader: Optional[Iterable[Any]],
+         s: Settings, kw: dict[str, Any]) -> SAPResult:
+    clock, timings = time.perf_counter(), {}
+    trusted, stats = _trusted_and_statistics(target, loader, s, s.sweeping and val_loader is None, kw)
+    timings["trusted+activations"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    choice, validation = None, "none (alpha given)"
+    ranks = kw["ranks"]
+    if s.alpha is not None and (s.mode, s.location, s.rounds) == ("sap", "pre", 1):
+        projectors = projectors_from_statistics(target, stats, s.alpha, "eigh" if not s.solve else "solve", s.backend,
+                                                s.eig_dtype, ranks)
+        source: Union[Spectra, Statistics] = stats
+        chosen = s.alpha
+    elif s.alpha is not None:
+        source = stats.decompose(eig_dtype=s.eig_dtype, progress=s.progress, release=True, **kw["dist"])
+        projectors, chosen = projectors_from_spectra(target, source, s.backend, s.mode, s.location), s.alpha
+    else:
+        source = stats.decompose(eig_dtype=s.eig_dtype, progress=s.progress, release=True, **kw["dist"])
+        timings["decompose"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        projectors = projectors_from_spectra(target, source, s.backend, s.mode, s.location)
+        choice, validation = _choose(target, source, trusted, val_loader, s, kw, projectors)
+        chosen = choice.alpha
+        timings["sweep"] = time.perf_counter() - clock
+    if s.rounds > 1 and isinstance(source, Spectra):
+        _rounds(target, trusted, source, projectors, chosen, s, kw)
+    else:
+        write_all(projectors, chosen, ranks)
+    return SAPResult(
+        model=returned, alpha=chosen, scores={} if choice is None else dict(choice.scores),
+        trusted_indices=stats.trusted_indices.clone(), layers=_reports(source, projectors), skipped=stats.skipped,
+        validation=validation, n_samples=trusted.n_seen, timings=timings,
+        holdout_indices=None if trusted.holdout is None else trusted.holdout.indices,
+        rule="given" if choice is None else choice.rule, warnings=[] if choice is None else choice.warnings,
+        notices=list(trusted.notices),
+    )

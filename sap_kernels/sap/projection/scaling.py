@@ -1,0 +1,88 @@
+"""Projection variants: how each eigen-direction of a Gram is scaled (``mode``), and which side of a
+weight is projected (``location``). One place decides both.
+
+``mode`` (``e`` the energies of a layer's Gram, ``r = e / sum e``, ``s = sqrt(e)`` the singular
+values of its activations; the swept parameter is ``alpha``, for ``"gpm"`` an energy share):
+
+- ``"sap"`` (default): ``lambda = alpha r / ((alpha - 1) r + 1)``;
+- ``"sgp"``: ``lambda = alpha s / ((alpha - 1) s + max s)`` (scaled gradient projection, on
+  singular values, as the published code offers it);
+- ``"gpm"``: ``lambda = 1`` on the fewest largest directions holding a share ``alpha`` in (0, 1]
+  of the energy (``r_1 + ... + r_j < alpha`` for all but the last kept), ``0`` elsewhere.
+
+``location``: ``"pre"`` (default) projects the input side ``W <- W P_in`` with the Gram of the
+layer's inputs; ``"post"`` the output side ``W <- P_out W`` (and the bias ``b <- P_out b``) with the
+Gram of its outputs; ``"all"`` both, ``W <- P_out W P_in``. Output sides are taken for Linear and
+Conv layers; attention blocks keep their input side.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from ... import ops
+
+MODES = ("sap", "sgp", "gpm")
+LOCATIONS = ("pre", "post", "all")
+# The share of energy GPM keeps, swept by default (the published code's one value is 0.99).
+GPM_SHARES = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 0.9999)
+
+
+def check_mode(mode: object) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return str(mode)
+
+
+def check_location(location: object) -> str:
+    if location not in LOCATIONS:
+        raise ValueError(f"location must be one of {LOCATIONS}, got {location!r}")
+    return str(location)
+
+
+def check_param(mode: str, value: float, name: str = "alpha") -> float:
+    """GPM's parameter is an energy share in (0, 1] (``inf`` keeps everything)."""
+    if mode == "gpm" and not math.isinf(value) and not 0 < value <= 1:
+        raise ValueError(f"mode='gpm' takes {name} as the share of energy kept, in (0, 1]; got {value!r}")
+    return value
+
+
+def default_grid(mode: str) -> list[float]:
+    from ..alpha.sweep import default_alphas
+
+    return list(GPM_SHARES) if mode == "gpm" else default_alphas()
+
+
+def importance(eigvals: torch.Tensor, param: float, mode: str = "sap") -> torch.Tensor:
+    """``lambda [..., K]`` for eigenvalues ``[..., K]`` (any order; negatives from rounding count
+    as 0), in ``eigvals``' dtype; ``param = inf`` gives all ones."""
+    if math.isinf(param):
+        return torch.ones_like(eigvals)
+    if mode == "sap":
+        return ops.sap_scales(eigvals, param)
+    e = eigvals.clamp_min(0)
+    if mode == "sgp":
+        s = e.sqrt()
+        top = s.amax(-1, keepdim=True)
+        safe = torch.where(top > 0, top, torch.ones_like(top))
+        lam = param * s / ((param - 1.0) * s + safe)
+        return torch.where(top > 0, lam, torch.zeros_like(lam))
+    return _gpm(e, param)
+
+
+def _gpm(e: torch.Tensor, share: float) -> torch.Tensor:
+    order = torch.argsort(e, dim=-1, descending=True)
+    sorted_e = torch.gather(e, -1, order)
+    total = sorted_e.sum(-1, keepdim=True)
+    ratio = sorted_e / torch.where(total > 0, total, torch.ones_like(total))
+    kept = (torch.cumsum(ratio, -1) < share).sum(-1, keepdim=True) + 1  # the published count
+    rank = torch.arange(e.shape[-1], device=e.device).expand_as(e)
+    keep_sorted = (rank < kept) & (total > 0)
+    lam = torch.zeros_like(e)
+    return lam.scatter(-1, order, keep_sorted.to(e.dtype))
+
+
+def grid_for(mode: str, alphas: Sequence[float]) -> list[float]:
+    return [check_param(mode, a, "alphas entry") for a in alphas]

@@ -1,0 +1,3 @@
+"""Running a model safely: scoped switches, wrappers, memory layout, the forward call,
+torch.distributed.
+"""

@@ -1,0 +1,1 @@
+"""Phase 1: ranking the training samples and choosing the trusted ones."""
