@@ -29,7 +29,7 @@ import sap_kernels
 from sap_kernels.demo.models import make_model
 from sap_kernels.demo.noise import add_label_noise
 from sap_kernels.demo.train import TrainConfig, train
-from sap_kernels.sap.alpha.sweep import default_alphas
+from sap_kernels.sap.options.grid import default_alphas
 
 
 @dataclass

@@ -21,8 +21,8 @@ import statistics
 import sys
 from typing import Callable, Sequence
 
-from sap_kernels.sap.alpha.choice import plateau_alpha, search_and_pick
-from sap_kernels.sap.alpha.sweep import best_alpha
+from sap_kernels.sap.alpha.choice import search_and_pick
+from sap_kernels.sap.alpha.rules import best_alpha, plateau_alpha
 
 Rule = Callable[[dict], float]
 

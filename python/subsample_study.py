@@ -40,7 +40,8 @@ import sap_kernels
 from sap_kernels.demo.data import tensor_loader
 from sap_kernels.demo.experiment import ExperimentConfig, make_noisy_digits, train_clean, train_vanilla
 from sap_kernels.demo.train import accuracy
-from sap_kernels.sap.alpha.sweep import best_alpha, default_alphas
+from sap_kernels.sap.alpha.rules import best_alpha
+from sap_kernels.sap.options.grid import default_alphas
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 import authors_pipeline as ap  # noqa: E402

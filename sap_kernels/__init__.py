@@ -26,8 +26,8 @@ from .sap import (
     project,
     select_trusted,
 )
+from .version import __version__
 
-__version__ = "0.2.0"
 __all__ = [
     "AlphaChoice", "LayerReport", "NonFiniteActivation", "NonFiniteStatistics", "Plan", "PlannedLayer",
     "SAPResult", "SampleSet", "Shared", "Spectra", "Statistics", "TrustedSet", "apply", "choose_alpha",

@@ -110,7 +110,7 @@ def test_gpm_and_sgp_sweep_and_argument_checks():
     x, y = torch.randn(40, 4, 5, 5), torch.randint(0, 3, (40,))
     data = DataLoader(TensorDataset(x, y), batch_size=16)
     res = sap_kernels.project(model, data, val_loader=data, mode="gpm", n_trusted=20, progress=False)
-    assert set(res.scores) - {math.inf} == set(sap_kernels.sap.projection.scaling.GPM_SHARES)
+    assert set(res.scores) - {math.inf} == set(sap_kernels.sap.options.grid.GPM_SHARES)
     with pytest.raises(ValueError, match="mode='gpm' takes alpha as the share of energy"):
         sap_kernels.project(model, data, alpha=30.0, mode="gpm", progress=False)
     with pytest.raises(ValueError, match="mode must be one of"):

@@ -267,7 +267,7 @@ def test_failure_during_the_sweep_restores_weights_and_modes(mixed):
 
 
 def test_alpha_choice_smooths_noisy_scores_and_never_loses_to_unchanged():
-    from sap_kernels.sap.alpha.sweep import best_alpha, smoothed_scores
+    from sap_kernels.sap.alpha.rules import best_alpha, smoothed_scores
 
     grid = [10 ** (e / 4) for e in range(0, 13)]
     # A broad good region around 1e2 with a lone spike at 1e0 (noise): the region wins.

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from sap_kernels.sap.alpha.choice import plateau_alpha
+from sap_kernels.sap.alpha.rules import best_alpha, plateau_alpha, smoothed_argmax
 from sap_kernels.sap.alpha.search import around, coarse, coarse_to_fine, completed
-from sap_kernels.sap.alpha.sweep import best_alpha, default_alphas, smoothed_argmax
+from sap_kernels.sap.options.grid import default_alphas
 
 GRID = default_alphas()
 

@@ -10,29 +10,45 @@ checked (and restored if the write itself fails).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
-from .alpha.choice import MEMORISED_SCORE, AlphaChoice, choose_alpha
+from .alpha.choice import AlphaChoice, choose
+from .alpha.rules import MEMORISED_SCORE
 from .data import batches
-from .data.objective import PerSample
+from .data.loaders import attention_mask_rows, check_loader, known_size
 from .data.samples import SampleSet
-from .gram.collection import RowMaskFn, attention_mask_rows, collect, nothing_to_project, statistics_of
+from .gram.collection import collect_with, statistics_of
 from .gram.collector import GramCollector
-from .layers.discovery import Selector, discover
-from .options.configs import Settings, settings
+from .layers.discovery import discover, nothing_to_project
+from .options.configs import (
+    BatchFormat,
+    CollectConfig,
+    Parallel,
+    PerSample,
+    ProjectionConfig,
+    RowMaskFn,
+    Selection,
+    Selector,
+    Settings,
+    SweepConfig,
+    TrustConfig,
+    settings,
+)
 from .projection.projectors import Projector
 from .projection.rounds import first_round, run_rounds
 from .projection.write import projectors_from_spectra, projectors_from_statistics, write_all
 from .result import LayerReport, SAPResult
+from .routes import fuses_phases, route
 from .runtime.distributed import ProcessGroup, Ranks, resolve_ranks
 from .runtime.guards import eval_modes
 from .runtime.wrappers import check_not_sharded, working_copy
 from .spectra.decomposition import Spectra
 from .spectra.statistics import Statistics
-from .trusted.selection import TrustedSet, check_loader, known_size, select_trusted
+from .trusted.selection import TrustedSet, select
 
 
 def _reports(source: Union[Spectra, Statistics], projectors: Sequence[Projector]) -> list[LayerReport]:
@@ -47,53 +63,88 @@ def _reports(source: Union[Spectra, Statistics], projectors: Sequence[Projector]
     return out
 
 
-def _trusted_and_statistics(target: nn.Module, loader: Iterable[Any], s: Settings, needs_data: bool,
-                            kw: dict[str, Any]) -> tuple[TrustedSet, Statistics]:
-    """Phases 1 and 2; one pass over the loader when every sample it yields is trusted anyway."""
-    hold = (s.holdout or 0.0) if needs_data else 0.0
-    reference = s.max_holdout if needs_data and s.holdout is None else 0
-    given = kw["given"]
-    trust = dict(n_trusted=s.n_trusted, class_balanced=s.class_balanced, strategy=s.strategy, holdout=hold,
-                 max_holdout=s.max_holdout, reference=reference, seed=s.seed, loss_fn=kw["loss_fn"],
-                 progress=s.progress, indices=given if isinstance(given, torch.Tensor) else None, **kw["split"])
-    trust.update(kw["dist"])
-    if given is not None and not isinstance(given, torch.Tensor):
-        return _clean_loader(target, loader, given, s, trust, needs_data, kw)
-    every = isinstance(s.n_trusted, int) and known_size(loader) == s.n_trusted
-    if every and not needs_data and not s.skip_head and kw["ranks"] is None and given is None and s.location == "pre":
-        disc = discover(target, kw["layers"], kw["skip"])
+@dataclass(frozen=True)
+class Resolved:
+    """``project``'s arguments resolved once, before any work: its settings, each phase's
+    configuration, the ranks it runs on and the given clean samples, if any."""
+
+    settings: Settings
+    trust: TrustConfig
+    collect: CollectConfig
+    sweep: SweepConfig
+    projection: ProjectionConfig
+    batches: BatchFormat
+    ranks: Optional[Ranks]
+    needs_data: bool  # alpha is chosen on training samples, kept by the ranking pass
+    given: Optional[torch.Tensor] = None  # trusted=<clean positions>
+    clean: Optional[Iterable[Any]] = None  # trusted=<a loader of clean samples>
+
+    @property
+    def parallel(self) -> Parallel:
+        return self.collect.parallel
+
+
+def _resolve(s: Settings, given: Optional[Union[torch.Tensor, Iterable[Any]]], val_loader: Optional[Iterable[Any]], layers: Selection, skip: Selection,
+             loss_fn: Optional[PerSample], score_fn: Optional[PerSample], row_mask: Optional[RowMaskFn],
+             fmt: BatchFormat, process_group: Optional[ProcessGroup], distributed: Optional[bool]) -> Resolved:
+    """Every phase's configuration from the checked settings; the ranks to run on."""
+    ranks = resolve_ranks(process_group, distributed)
+    parallel = Parallel(process_group, ranks is not None)
+    needs_data = s.sweeping and val_loader is None
+    indices = given if isinstance(given, torch.Tensor) else None
+    trust = TrustConfig(n_trusted=s.n_trusted, class_balanced=s.class_balanced, strategy=s.strategy,
+                        holdout=(s.holdout or 0.0) if needs_data else 0.0, max_holdout=s.max_holdout,
+                        reference=s.max_holdout if needs_data and s.holdout is None else 0, seed=s.seed,
+                        loss_fn=loss_fn, indices=indices, progress=s.progress, batches=fmt, parallel=parallel)
+    collect = CollectConfig(layers=layers, skip=skip, skip_head=s.skip_head, batch_size=s.batch_size,
+                            backend=s.backend, row_mask=row_mask, progress=s.progress, location=s.location,
+                            parallel=parallel)
+    sweep = SweepConfig(grid=tuple(s.grid or ()), refine=s.refine, score_fn=score_fn, backend=s.backend,
+                        progress=s.progress, mode=s.mode, location=s.location,
+                        batches=fmt if val_loader is not None else BatchFormat(), parallel=parallel)
+    projection = ProjectionConfig(mode=s.mode, location=s.location, solver=s.solver, backend=s.backend,
+                                  eig_dtype=s.eig_dtype)
+    clean = given if given is not None and indices is None else None
+    return Resolved(s, trust, collect, sweep, projection, fmt, ranks, needs_data, indices, clean)
+
+
+def _trusted_and_statistics(target: nn.Module, loader: Iterable[Any], r: Resolved) -> tuple[TrustedSet, Statistics]:
+    """Phases 1 and 2; one pass over the loader when ``fuses_phases`` says so."""
+    s = r.settings
+    if r.clean is not None:
+        return _clean_loader(target, loader, r.clean, r)
+    fused = fuses_phases(s, needs_data=r.needs_data, distributed=r.ranks is not None, given=r.given is not None,
+                         size=known_size(loader) if isinstance(s.n_trusted, int) else None)
+    if fused:
+        disc = discover(target, r.collect.layers, r.collect.skip)
         with GramCollector(disc.units, backend=s.backend) as collector:
-            trusted = select_trusted(target, _with_row_masks(loader, collector, kw), **trust)
+            trusted = select(target, _with_row_masks(loader, collector, r.batches, r.collect.row_mask), r.trust)
         if len(trusted) == trusted.n_seen:
             return trusted, statistics_of(collector, disc, None, len(trusted), trusted.indices, trusted.notices)
     else:
-        trusted = select_trusted(target, loader, **trust)
-    stats = collect(target, trusted, layers=kw["layers"], skip=kw["skip"], skip_head=s.skip_head,
-                    batch_size=s.batch_size, backend=s.backend, row_mask=kw["row_mask"], progress=s.progress,
-                    location=s.location, **kw["dist"])
-    return trusted, stats
+        trusted = select(target, loader, r.trust)
+    return trusted, collect_with(target, trusted, r.collect)
 
 
-def _clean_loader(target: nn.Module, loader: Iterable[Any], clean: Iterable[Any], s: Settings,
-                  trust: dict[str, Any], needs_data: bool, kw: dict[str, Any]) -> tuple[TrustedSet, Statistics]:
+def _clean_loader(target: nn.Module, loader: Iterable[Any], clean: Iterable[Any],
+                  r: Resolved) -> tuple[TrustedSet, Statistics]:
     """``trusted=<a loader of clean samples>``: statistics from all of them; ``loader`` is read
     only when alpha is chosen on training data (for its sample of training samples)."""
-    stats = collect(target, clean, layers=kw["layers"], skip=kw["skip"], skip_head=s.skip_head, batch_size=s.batch_size,
-                    backend=s.backend, row_mask=kw["row_mask"], progress=s.progress, location=s.location,
-                    **kw["split"], **kw["dist"])
-    if needs_data:
-        trusted = select_trusted(target, loader, **{**trust, "n_trusted": 1, "class_balanced": False})
+    stats = collect_with(target, clean, replace(r.collect, batches=r.batches))
+    if r.needs_data:
+        trusted = select(target, loader, replace(r.trust, n_trusted=1, class_balanced=False))
     else:
         trusted = TrustedSet(SampleSet([], 1), None, 0, "clean loader", False)
     trusted.strategy = "clean loader"
     return trusted, stats
 
 
-def _with_row_masks(loader: Iterable[Any], collector: GramCollector, kw: dict[str, Any]) -> Iterator[Any]:
+def _with_row_masks(loader: Iterable[Any], collector: GramCollector, fmt: BatchFormat,
+                    mask_fn: Optional[RowMaskFn]) -> Iterator[Any]:
     """``loader``'s batches as they are, setting ``collector.row_mask`` for each before the model
     sees it: on the one-pass route the Grams fill while ``select_trusted`` runs the batches, so
     padding rows must be masked there as ``collect`` masks them."""
-    split, mask_fn = batches.make_splitter(**kw["split"]), kw["row_mask"]
+    split = batches.make_splitter(fmt.batch_fn, fmt.input_key, fmt.label_key)
     for batch in loader:
         try:
             inputs = split(batch)[0]
@@ -104,19 +155,15 @@ def _with_row_masks(loader: Iterable[Any], collector: GramCollector, kw: dict[st
 
 
 def _choose(target: nn.Module, spectra: Spectra, trusted: TrustedSet, val_loader: Optional[Iterable[Any]],
-            s: Settings, kw: dict[str, Any], projectors: list[Projector]) -> tuple[AlphaChoice, str]:
+            r: Resolved, projectors: list[Projector]) -> tuple[AlphaChoice, str]:
+    """Phase 4 on ``val_loader``, or on training samples kept by the ranking pass."""
     if val_loader is not None:
-        choice = choose_alpha(target, spectra, val_loader, alphas=s.grid, refine=s.refine, score_fn=kw["score_fn"],
-                              backend=s.backend, progress=s.progress, mode=s.mode, location=s.location,
-                              projectors=projectors, **kw["split"], **kw["dist"])
-        return choice, "val_loader"
+        return choose(target, spectra, val_loader, r.sweep, projectors), "val_loader"
     chance = 1.0 / trusted.num_classes if trusted.num_classes else 0.0
-    data, where = _training_data(trusted, s, kw["ranks"])
-    known = None if kw["score_fn"] is not None else _measured(trusted, data, kw["ranks"])
-    choice = choose_alpha(target, spectra, data, alphas=s.grid, refine=s.refine, memorised="auto", chance=chance,
-                          mode=s.mode, location=s.location, score_fn=kw["score_fn"], backend=s.backend,
-                          progress=s.progress, unchanged_score=known, projectors=projectors, **kw["dist"])
-    return choice, where
+    data, where = _training_data(trusted, r.settings, r.ranks)
+    known = None if r.sweep.score_fn is not None else _measured(trusted, data, r.ranks)
+    config = replace(r.sweep, memorised="auto", chance=chance, unchanged_score=known)
+    return choose(target, spectra, data, config, projectors), where
 
 
 def _measured(trusted: TrustedSet, data: SampleSet, ranks: Optional[Ranks]) -> Optional[float]:
@@ -213,14 +260,14 @@ def project(
                  seed=seed, backend=backend, inplace=inplace, progress=progress, skip_head=skip_head, mode=mode,
                  location=location, rounds=rounds)
     _check_sweep(s, val_loader, loss_fn, score_fn)
-    kw = _options(layers, skip, loss_fn, score_fn, row_mask, batch_fn, input_key, label_key, process_group, distributed)
-    kw["given"] = given
+    r = _resolve(s, given, val_loader, layers, skip, loss_fn, score_fn, row_mask,
+                 BatchFormat(batch_fn, input_key, label_key), process_group, distributed)
     returned, target = _working_model(model, s, layers, skip)
     with eval_modes(target):
-        return _run(returned, target, loader, val_loader, s, kw)
+        return _run(returned, target, loader, val_loader, r)
 
 
-def _trusted_arg(trusted: Any) -> tuple[str, Any]:
+def _trusted_arg(trusted: Any) -> tuple[str, Optional[Union[torch.Tensor, Iterable[Any]]]]:
     """``trusted=`` as ``(ranking strategy, given)``: given is None, a tensor of clean positions, or a
     loader of clean samples."""
     if isinstance(trusted, str):
@@ -235,16 +282,8 @@ def _trusted_arg(trusted: Any) -> tuple[str, Any]:
                     f"loader of clean samples; got {trusted!r}")
 
 
-def _options(layers: Any, skip: Any, loss_fn: Any, score_fn: Any, row_mask: Any, batch_fn: Any, input_key: Any,
-             label_key: Any, process_group: Optional[ProcessGroup], distributed: Optional[bool]) -> dict[str, Any]:
-    """The options the phases share, and the ranks to run on."""
-    ranks = resolve_ranks(process_group, distributed)
-    return dict(layers=layers, skip=skip, loss_fn=loss_fn, score_fn=score_fn, row_mask=row_mask, ranks=ranks,
-                split=dict(batch_fn=batch_fn, input_key=input_key, label_key=label_key),
-                dist=dict(process_group=process_group, distributed=ranks is not None))
 
-
-def _working_model(model: nn.Module, s: Settings, layers: Any, skip: Any) -> tuple[nn.Module, nn.Module]:
+def _working_model(model: nn.Module, s: Settings, layers: Selection, skip: Selection) -> tuple[nn.Module, nn.Module]:
     """``(returned, projected)``: the model or its copy, checked to have something to project."""
     check_not_sharded(model)
     returned, target, _ = working_copy(model, s.inplace)
@@ -255,22 +294,17 @@ def _working_model(model: nn.Module, s: Settings, layers: Any, skip: Any) -> tup
 
 
 def _rounds(target: nn.Module, trusted: TrustedSet, spectra: Spectra, projectors: list[Projector], alpha: float,
-            s: Settings, kw: dict[str, Any]) -> None:
-    """Round 0 written as a composed projection, then rounds ``1 .. s.rounds - 1`` (``rounds.py``)."""
+            r: Resolved) -> None:
+    """Round 0 written as a composed projection, then rounds ``1 .. rounds - 1`` (``projection.rounds``)."""
+    s, ranks = r.settings, r.ranks
     chain = first_round(projectors, spectra.spectra, alpha, s.mode)
-    ranks = kw["ranks"]
     write_all(list(chain), alpha, ranks)
-
-    given = kw["given"]
-    samples = given if given is not None and not isinstance(given, torch.Tensor) else trusted  # a clean loader
-
-    def again() -> Statistics:
-        return collect(target, samples, layers=kw["layers"], skip=kw["skip"], skip_head=s.skip_head,
-                       batch_size=s.batch_size, backend=s.backend, row_mask=kw["row_mask"], progress=s.progress,
-                       **kw["split"] if samples is given else {}, **kw["dist"])
+    samples: Union[TrustedSet, Iterable[Any]] = trusted if r.clean is None else r.clean
+    again = replace(r.collect, batches=r.batches if r.clean is not None else BatchFormat(), location="pre")
 
     try:
-        run_rounds(s.rounds, chain, alpha, s.mode, s.eig_dtype, again, lambda ps, a: write_all(ps, a, ranks))
+        run_rounds(s.rounds, chain, alpha, s.mode, s.eig_dtype, lambda: collect_with(target, samples, again),
+                   lambda ps, a: write_all(ps, a, ranks))
     except BaseException:
         for p in chain:
             p.restore()
@@ -301,31 +335,35 @@ def _check_sweep(s: Settings, val_loader: Optional[Iterable[Any]], loss_fn: Opti
 
 
 def _run(returned: nn.Module, target: nn.Module, loader: Iterable[Any], val_loader: Optional[Iterable[Any]],
-         s: Settings, kw: dict[str, Any]) -> SAPResult:
+         r: Resolved) -> SAPResult:
+    s, ranks = r.settings, r.ranks
     clock, timings = time.perf_counter(), {}
-    trusted, stats = _trusted_and_statistics(target, loader, s, s.sweeping and val_loader is None, kw)
+    trusted, stats = _trusted_and_statistics(target, loader, r)
     timings["trusted+activations"] = time.perf_counter() - clock
     clock = time.perf_counter()
     choice, validation = None, "none (alpha given)"
-    ranks = kw["ranks"]
-    if s.alpha is not None and (s.mode, s.location, s.rounds) == ("sap", "pre", 1):
-        projectors = projectors_from_statistics(target, stats, s.alpha, "eigh" if not s.solve else "solve", s.backend,
-                                                s.eig_dtype, ranks)
+    way = route(s)
+    if way in ("solve", "eigh"):
+        assert s.alpha is not None
+        projectors = projectors_from_statistics(target, stats, s.alpha, way, s.backend, s.eig_dtype, ranks)
         source: Union[Spectra, Statistics] = stats
         chosen = s.alpha
-    elif s.alpha is not None:
-        source = stats.decompose(eig_dtype=s.eig_dtype, progress=s.progress, release=True, **kw["dist"])
-        projectors, chosen = projectors_from_spectra(target, source, s.backend, s.mode, s.location), s.alpha
     else:
-        source = stats.decompose(eig_dtype=s.eig_dtype, progress=s.progress, release=True, **kw["dist"])
-        timings["decompose"] = time.perf_counter() - clock
-        clock = time.perf_counter()
+        source = stats.decompose(eig_dtype=s.eig_dtype, progress=s.progress, release=True,
+                                 process_group=r.parallel.process_group, distributed=r.parallel.distributed)
+        if way == "sweep":
+            timings["decompose"] = time.perf_counter() - clock
+            clock = time.perf_counter()
         projectors = projectors_from_spectra(target, source, s.backend, s.mode, s.location)
-        choice, validation = _choose(target, source, trusted, val_loader, s, kw, projectors)
-        chosen = choice.alpha
-        timings["sweep"] = time.perf_counter() - clock
+        if way == "sweep":
+            choice, validation = _choose(target, source, trusted, val_loader, r, projectors)
+            timings["sweep"] = time.perf_counter() - clock
+            chosen = choice.alpha
+        else:
+            assert s.alpha is not None
+            chosen = s.alpha
     if s.rounds > 1 and isinstance(source, Spectra):
-        _rounds(target, trusted, source, projectors, chosen, s, kw)
+        _rounds(target, trusted, source, projectors, chosen, r)
     else:
         write_all(projectors, chosen, ranks)
     return SAPResult(

@@ -14,14 +14,18 @@ import torch
 from torch import nn
 
 from .data import batches
-from .gram.collection import drop_head, nothing_to_project
+from .data.loaders import check_loader, known_size
 from .gram.collector import GramCollector
-from .layers.discovery import Selector, Unit, discover
-from .layers.row_sinks import Sink
+from .layers.discovery import Selector, discover, nothing_to_project
+from .layers.head import drop_head
+from .layers.row_sinks import Sink, rows_sink
 from .layers.targets import Target
+from .layers.units import Unit
+from .options.choices import check_n_trusted
+from .runtime.forward import call_model
 from .runtime.guards import eval_modes
 from .runtime.wrappers import device_of, unwrap
-from .trusted.selection import check_loader, check_n_trusted, known_size, trusted_count
+from .trusted.selection import trusted_count
 
 
 @dataclass
@@ -94,7 +98,6 @@ class RowCounter(GramCollector):
         return self.counts.get(key, 0)
 
     def add(self, key: str, x: torch.Tensor, sink: Optional[Sink] = None) -> None:
-        from .layers.row_sinks import rows_sink
 
         spec, sink = self.specs[key], sink or rows_sink
         parts = x.unbind() if x.is_nested else [x]
@@ -141,7 +144,7 @@ def plan(
         if skip_head:
             head = drop_head(inner, disc, inputs)
         with RowCounter(disc.units) as counter:
-            batches.call_model(inner, inputs)
+            call_model(inner, inputs)
     notices: list[str] = []
     size = known_size(loader)
     if size is None:

@@ -1,6 +1,7 @@
 """What ``project`` returns: the corrected model and a report."""
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -8,6 +9,11 @@ from typing import Optional, Union
 
 import torch
 from torch import nn
+
+from ..report import save_report
+from ..report.data import report_data
+from .runtime.distributed import is_writer
+from .runtime.wrappers import unwrap
 
 
 @dataclass
@@ -118,8 +124,6 @@ class SAPResult:
         """Write ``index.html`` (alpha sweep and per-layer spectra as PNG figures, layer and skip
         tables, timings) and ``report.json`` into ``directory``; returns the page's path. Needs
         matplotlib. Under torch.distributed only rank 0 writes."""
-        from ..report import save_report
-        from .runtime.distributed import is_writer
 
         return save_report(self, directory) if is_writer() else os.path.join(os.fspath(directory), "index.html")
 
@@ -130,13 +134,10 @@ class SAPResult:
         Load them back with ``safetensors.torch.load_model(model, path)``. Under torch.distributed
         only rank 0 writes (every rank holds the same weights).
         """
-        import json
 
         from safetensors.torch import save_model
 
-        from ..report.data import report_data
         from .runtime.distributed import is_writer
-        from .runtime.wrappers import unwrap
 
         if not is_writer():
             return

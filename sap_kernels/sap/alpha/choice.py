@@ -1,4 +1,4 @@
-"""Phase 4, ``choose_alpha``: sweep alpha on data and pick one.
+"""Phase 4, ``choose_alpha``: sweep alpha on data and pick one (the rules: ``alpha.rules``).
 
 On validation data the model never trained on (labels as noisy as training is fine), the pick is
 the best score smoothed over +-half a decade of alpha, and the unchanged model whenever it scores
@@ -22,22 +22,21 @@ import torch
 from torch import nn
 
 from ..data import batches
+from ..data.loaders import check_loader
 from ..data.objective import Objective, PerSample
 from ..data.samples import SampleSet
+from ..options.choices import check_location, check_mode
+from ..options.configs import BatchFormat, Parallel, SweepConfig
+from ..options.grid import check_alphas, default_grid, grid_for, refines
 from ..projection.projectors import Projector
-from ..projection.scaling import check_location, check_mode, default_grid, grid_for
 from ..projection.write import projectors_from_spectra
 from ..runtime.distributed import ProcessGroup, resolve_ranks
 from ..runtime.guards import eval_modes
 from ..runtime.wrappers import device_of, unwrap
 from ..spectra.decomposition import Spectra
-from ..trusted.selection import check_loader
-from .search import Rule, Scorer, coarse_to_fine, completed, refines
-from .sweep import SMOOTHING_DECADES, Validation, best_alpha, check_alphas, smoothed_argmax, smoothed_scores, sweep
-
-# The unchanged model scoring this much on data drawn from its training set means it fits
-# (memorised) that data, noisy labels included.
-MEMORISED_SCORE = 0.98
+from .rules import MEMORISED_SCORE, SMOOTHING_DECADES, best_alpha, plateau_alpha, smoothed_argmax, smoothed_scores
+from .search import Rule, Scorer, coarse_to_fine, completed
+from .sweep import Validation, sweep
 
 
 @dataclass
@@ -61,43 +60,6 @@ class AlphaChoice:
         return smoothed_scores(self.scores)
 
 
-def plateau_alpha(scores: dict[float, float], chance: float = 0.0) -> float:
-    """The alpha at the flattest point of the agreement curve below its memorised plateau.
-
-    ``scores``: alpha -> agreement with the training labels (``math.inf``: the unchanged model).
-    Candidates: alphas whose score lies at least ``PLATEAU_DROP`` below the unchanged model's
-    (memorisation visibly undone) and above ``PLATEAU_FLOOR`` of the way from ``chance`` to it (the
-    model has not collapsed). Among them, the one where the score changes least per decade between
-    the alphas farthest from it within ``PLATEAU_DECADES`` either side; ties to the larger alpha
-    (the milder projection). ``inf`` when no alpha qualifies.
-    """
-    finite = sorted(a for a in scores if not math.isinf(a))
-    top = scores.get(math.inf, max(scores.values()))
-    logs = [math.log10(a) for a in finite]
-    best: Optional[tuple[float, float]] = None
-    for i, a in enumerate(finite):
-        s = scores[a]
-        if not (s <= top - PLATEAU_DROP and s >= chance + PLATEAU_FLOOR * (top - chance)):
-            continue
-        near = [j for j, x in enumerate(logs) if abs(x - logs[i]) <= PLATEAU_DECADES + 1e-9]
-        lo, hi = near[0], near[-1]
-        if hi == lo:
-            continue
-        slope = abs(scores[finite[hi]] - scores[finite[lo]]) / (logs[hi] - logs[lo])
-        if best is None or slope <= best[0] + 1e-12:
-            best = (slope, a)
-    return math.inf if best is None else best[1]
-
-
-# Chosen on the measurements in python/README.md ("Choosing alpha without unseen data"): over 15
-# settings (digits CNN and MLP, breast cancer, wine; symmetric and asymmetric noise, 25 % / 40 %)
-# every combination of drop 0.02/0.05, floor 0.1/0.2/0.3 and a window of a quarter or half a decade
-# closed 46-56 % of the gap on average on a quarter-decade grid (the noisy-validation choice 47 %);
-# these values closed 56 % (55 % on the default half-decade grid) and never fell below the
-# unchanged model.
-PLATEAU_DROP = 0.05
-PLATEAU_FLOOR = 0.2
-PLATEAU_DECADES = 0.5
 
 
 def _data(val_loader: Union[Iterable[Any], SampleSet], split: batches.Splitter) -> Iterable[tuple[Any, torch.Tensor]]:
@@ -162,21 +124,34 @@ def choose_alpha(
         raise ValueError(f"memorised must be True, False or 'auto', got {memorised!r}")
     mode, location = check_mode(mode), check_location(location)
     grid = default_grid(mode) if alphas is None else grid_for(mode, check_alphas(alphas))
-    data = _data(val_loader, batches.make_splitter(batch_fn, input_key, label_key))
+    config = SweepConfig(grid=tuple(grid), refine=refines(alphas, mode) if refine is None else refine,
+                         memorised=memorised, chance=chance, score_fn=score_fn, unchanged_score=unchanged_score,
+                         backend=backend, progress=progress, mode=mode, location=location,
+                         batches=BatchFormat(batch_fn, input_key, label_key),
+                         parallel=Parallel(process_group, distributed))
+    return choose(model, spectra, val_loader, config, projectors)
+
+
+def choose(model: nn.Module, spectra: Spectra, val_loader: Union[Iterable[Any], SampleSet], config: SweepConfig,
+           projectors: Optional[Sequence[Projector]] = None) -> AlphaChoice:
+    """``choose_alpha`` with its options as a ``SweepConfig`` (its grid, mode and location checked)."""
+    fmt = config.batches
+    data = _data(val_loader, batches.make_splitter(fmt.batch_fn, fmt.input_key, fmt.label_key))
     inner, _ = unwrap(model)
-    refine = refines(alphas, mode) if refine is None else refine
     with eval_modes(inner):
         if projectors is None:
-            projectors = projectors_from_spectra(inner, spectra, backend, mode, location)
-        objective, ranks = Objective(score_fn=score_fn), resolve_ranks(process_group, distributed)
+            projectors = projectors_from_spectra(inner, spectra, config.backend, config.mode, config.location)
+        objective = Objective(score_fn=config.score_fn)
+        ranks = resolve_ranks(config.parallel.process_group, config.parallel.distributed)
+        chosen, known, progress = projectors, config.unchanged_score, config.progress
 
         def score(alphas: Sequence[float], unchanged: bool) -> dict[float, float]:
-            if unchanged and unchanged_score is not None:  # measured already: not scored again
-                return {**sweep(inner, projectors, alphas, data, device_of(inner), objective, progress, ranks, False),
-                        math.inf: float(unchanged_score)}
-            return sweep(inner, projectors, alphas, data, device_of(inner), objective, progress, ranks, unchanged)
+            if unchanged and known is not None:  # measured already: not scored again
+                return {**sweep(inner, chosen, alphas, data, device_of(inner), objective, progress, ranks, False),
+                        math.inf: float(known)}
+            return sweep(inner, chosen, alphas, data, device_of(inner), objective, progress, ranks, unchanged)
 
-        return search_and_pick(grid, score, refine, memorised, chance)
+        return search_and_pick(list(config.grid), score, config.refine, config.memorised, config.chance)
 
 
 def search_and_pick(grid: Sequence[float], score: Scorer, refine: bool, memorised: Union[bool, str] = False,

@@ -17,18 +17,12 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 # score(alphas, unchanged) -> {alpha: score}, with the unchanged model's score (key inf) when asked.
 Scorer = Callable[[Sequence[float], bool], dict[float, float]]
 # rule(scores over the whole grid) -> the pick (inf: none).
 Rule = Callable[[dict[float, float]], float]
-
-
-def refines(alphas: Optional[Sequence[float]], mode: str) -> bool:
-    """Whether the sweep searches coarse-to-fine: over the default grid of ``"sap"``/``"sgp"``
-    (log-spaced alphas), never over a grid the caller gave or ``"gpm"``'s energy shares."""
-    return alphas is None and mode != "gpm"
 
 
 def coarse(grid: Sequence[float]) -> list[float]:

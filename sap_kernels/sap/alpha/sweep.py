@@ -18,6 +18,7 @@ from ..data import batches
 from ..data.objective import Objective
 from ..projection.projectors import Projector
 from ..runtime.distributed import Ranks, agreed
+from ..runtime.forward import call_model
 
 
 class Validation:
@@ -54,7 +55,7 @@ def _local_score(model: nn.Module, data: Iterable[tuple[Any, torch.Tensor]], dev
         if n == 0:
             continue
         batches.check_samples(inputs, n, b)
-        output = batches.call_model(model, batches.to_device(inputs, device))
+        output = call_model(model, batches.to_device(inputs, device))
         total += float(objective.scores(output, labels, b).double().sum())
         count += n
     return total, count
@@ -71,13 +72,6 @@ def score(model: nn.Module, data: Iterable[tuple[Any, torch.Tensor]], device: to
     if count == 0:
         raise ValueError("the validation data yielded no samples")
     return total / count
-
-
-def default_alphas() -> list[float]:
-    """Half-decade log grid ``1, 3.16, 10, ..., 1e6`` (13 alphas; small models favour small alphas,
-    the paper's CIFAR models ~3e4). Measured on the alpha study (python/README.md): the
-    quarter-decade grid (25 alphas, twice the sweep) chose as well within a point of the gap."""
-    return [10 ** (e / 2) for e in range(0, 13)]
 
 
 def sweep(model: nn.Module, projectors: Sequence[Projector], alphas: Sequence[float],
@@ -103,58 +97,3 @@ def _write_each(projectors: Sequence[Projector], alpha: float) -> None:
         p.write(alpha)
 
 
-# Half-width, in decades of alpha, of the window the validation scores are averaged over.
-SMOOTHING_DECADES = 0.5
-
-
-def smoothed_scores(scores: dict[float, float], decades: float = SMOOTHING_DECADES) -> dict[float, float]:
-    """Each finite alpha's score averaged with every alpha within ``decades`` of it (log10).
-
-    Accuracy on a few hundred noisily labelled samples moves by a few points between
-    neighbouring alphas by chance, while the true curve is smooth in ``log(alpha)``; averaging
-    over a window trades a little resolution for much less of that noise.
-    """
-    finite = sorted(a for a in scores if not math.isinf(a))
-    logs = {a: math.log10(a) for a in finite}
-    out = {}
-    for a in finite:
-        near = [scores[b] for b in finite if abs(logs[b] - logs[a]) <= decades + 1e-9]
-        out[a] = sum(near) / len(near)
-    return out
-
-
-def best_alpha(scores: dict[float, float], decades: float = SMOOTHING_DECADES) -> float:
-    """The alpha to keep: the best smoothed score (``smoothed_scores``), ties to the higher raw
-    score then the larger alpha; the unchanged model (key ``inf``) instead when the pick's own
-    score is below it, so the choice never scores below the unchanged model.
-
-    Measured on digits (quarter-decade grid, 6 seeds, 25% and 40% noise), this pick closed
-    0.72-0.76 of the vanilla -> clean-retrain gap where the raw arg-max closed 0.68-0.76.
-    """
-    pick = smoothed_argmax(scores, decades)
-    if pick is None:
-        return math.inf
-    if math.inf in scores and scores[pick] < scores[math.inf]:
-        return math.inf
-    return pick
-
-
-def smoothed_argmax(scores: dict[float, float], decades: float = SMOOTHING_DECADES) -> Optional[float]:
-    """The alpha with the best smoothed score (ties: raw score, then the larger alpha), or None."""
-    finite = [a for a in scores if not math.isinf(a)]
-    if not finite:
-        return None
-    smooth = smoothed_scores(scores, decades)
-    return max(finite, key=lambda a: (smooth[a], scores[a], a))
-
-
-def check_alphas(alphas: object) -> list[float]:
-    """``alphas=``: a non-empty sequence of positive numbers, sorted and deduplicated."""
-    from ..projection.write import strict_alpha
-
-    if isinstance(alphas, (str, bytes)) or not hasattr(alphas, "__iter__"):
-        raise TypeError(f"alphas must be a sequence of positive numbers (e.g. [10, 100, 1000]), got {alphas!r}")
-    grid = [strict_alpha(a, "alphas entry") for a in alphas]
-    if not grid:
-        raise ValueError("alphas is empty: give at least one alpha, or alpha=")
-    return sorted(set(grid))

@@ -16,9 +16,11 @@ from collections.abc import Mapping
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import torch
-from torch import nn
 
-Splitter = Callable[[Any], tuple[Any, Any]]
+from ..options.configs import Splitter
+
+__all__ = ["Shared", "Signature", "Splitter", "make_splitter", "split_batch"]
+
 # What must agree for two batches to be concatenated: (path, per-sample shape, dtype) per leaf.
 Signature = tuple[tuple[str, object, object], ...]
 
@@ -204,33 +206,6 @@ def concat(parts: Sequence[Any]) -> Any:
 
 def slice_rows(obj: Any, start: int, stop: int) -> Any:
     return map_tensors(obj, lambda t: t[start:stop])
-
-
-def call_model(model: nn.Module, inputs: Any) -> Any:
-    """``model(inputs)``: a dict as keyword arguments, a tuple/list as positional ones; in the
-    memory layout ``layout.call`` decides."""
-    from ..runtime import layout
-
-    return layout.call(model, inputs, lambda x: _call(model, x))
-
-
-def _call(model: nn.Module, inputs: Any) -> Any:
-    unwrapped = _unwrap_shared(inputs)
-    if isinstance(unwrapped, Mapping):
-        return model(**unwrapped)
-    if isinstance(unwrapped, (tuple, list)):
-        return model(*unwrapped)
-    return model(unwrapped)
-
-
-def _unwrap_shared(obj: Any) -> Any:
-    if isinstance(obj, Shared):
-        return obj.tensor
-    if isinstance(obj, Mapping):
-        return {k: _unwrap_shared(v) for k, v in obj.items()}
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_unwrap_shared(v) for v in obj)
-    return obj
 
 
 def batch_len(inputs: Any) -> int:

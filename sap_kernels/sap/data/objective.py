@@ -16,14 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 
 from ...ops._checks import all_finite
+from ..options.configs import PerSample
 
-PerSample = Callable[[Any, torch.Tensor], torch.Tensor]
+__all__ = ["Objective", "PerSample", "class_labels", "logits_of"]
 
 
 def logits_of(output: Any) -> torch.Tensor:

@@ -4,36 +4,28 @@ layer's input activations into per-stream Grams (``GramCollector``), then descri
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import batches
+from ..data.loaders import RowMaskFn, attention_mask_rows, check_loader
 from ..data.samples import SampleSet
-from ..layers.discovery import Discovery, LayerUnit, Selector, discover
-from ..layers.head import find_head
-from ..projection.scaling import check_location
+from ..layers.discovery import Discovery, Selector, discover, nothing_to_project
+from ..layers.head import drop_unit, find_head
+from ..options.choices import check_count, check_location
+from ..options.configs import BatchFormat, CollectConfig, Parallel
 from ..runtime.distributed import ProcessGroup, Ranks, agreed, resolve_ranks
+from ..runtime.forward import call_model
 from ..runtime.guards import eval_modes
 from ..runtime.wrappers import device_of, unwrap
-from ..spectra.statistics import Statistics, StreamStats
-from ..trusted.selection import TrustedSet, check_count, check_loader
+from ..spectra.statistics import Statistics
+from ..spectra.streams import StreamStats
+from ..trusted.selection import TrustedSet
 from .collector import GramCollector
 from .merge import merge_streams
-
-RowMaskFn = Callable[[Any], Optional[torch.Tensor]]
-
-
-def attention_mask_rows(inputs: Any) -> Optional[torch.Tensor]:
-    """The default row mask: a dict input's ``attention_mask`` ``[B, T]`` (nonzero: a real token)."""
-    if isinstance(inputs, Mapping):
-        mask = inputs.get("attention_mask")
-        if isinstance(mask, torch.Tensor) and mask.dim() == 2:
-            return mask != 0
-    return None
 
 
 def _batches(trusted: Any, split: batches.Splitter, batch_size: Optional[int]) -> Iterator[Any]:
@@ -50,21 +42,6 @@ def _batches(trusted: Any, split: batches.Splitter, batch_size: Optional[int]) -
         if labels.dim() and labels.shape[0]:
             batches.check_samples(inputs, int(labels.shape[0]), b)
             yield inputs
-
-
-def drop_head(model: nn.Module, disc: Discovery, inputs: Any) -> str:
-    """Find the classifier head on ``inputs`` and remove it (and layers tied to it) from ``disc``."""
-    head = find_head(model, disc.units, batches.slice_rows(inputs, 0, 2))
-    drop_unit(disc, head)
-    return head
-
-
-def drop_unit(disc: Discovery, head: str) -> None:
-    """Remove the unit named ``head`` (and layers tied to it) from ``disc``, recording why."""
-    disc.skipped.append((head, "classifier head (skip_head=True)"))
-    # the head is a Linear/Conv unit (find_head hooks no other kind)
-    stream = next((u.stream for u in disc.units if isinstance(u, LayerUnit) and u.name == head), head)
-    disc.units = [u for u in disc.units if getattr(u, "stream", u.name) != stream]
 
 
 def statistics_of(collector: GramCollector, disc: Discovery, head: Optional[str], n_samples: int,
@@ -86,12 +63,6 @@ def statistics_of(collector: GramCollector, disc: Discovery, head: Optional[str]
         raise ValueError("nothing to project: no selected layer was called during the forward pass"
                          + "".join(f"\n  {n}: {why}" for n, why in skipped[:20]))
     return Statistics(streams, targets, skipped, head, n_samples, trusted_indices, notices)
-
-
-def nothing_to_project(disc: Discovery) -> ValueError:
-    return ValueError(
-        "nothing to project: the model has no selected nn.Linear/nn.Conv1d/2d/3d/nn.MultiheadAttention layer"
-        + "".join(f"\n  {n}: {why}" for n, why in disc.skipped[:20]))
 
 
 def collect(
@@ -134,23 +105,34 @@ def collect(
     Returns:
         ``Statistics`` (the same on every rank).
     """
+    config = CollectConfig(layers=layers, skip=skip, skip_head=skip_head, batch_size=batch_size, backend=backend,
+                           row_mask=row_mask, progress=progress, location=location,
+                           batches=BatchFormat(batch_fn, input_key, label_key),
+                           parallel=Parallel(process_group, distributed))
+    return collect_with(model, trusted, config)
+
+
+def collect_with(model: nn.Module, trusted: Union[TrustedSet, SampleSet, Iterable[Any]],
+                 config: CollectConfig) -> Statistics:
+    """``collect`` with its options as a ``CollectConfig`` (each checked here)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if batch_size is not None:
-        batch_size = check_count(batch_size, "batch_size")
+    batch_size = None if config.batch_size is None else check_count(config.batch_size, "batch_size")
+    row_mask = config.row_mask
     if row_mask is not None and not callable(row_mask):
         raise TypeError(f"row_mask must be a function inputs -> [B, T] bool mask, or None; got {row_mask!r}")
-    ranks = resolve_ranks(process_group, distributed)
+    ranks = resolve_ranks(config.parallel.process_group, config.parallel.distributed)
     inner, _ = unwrap(model)
-    split = batches.make_splitter(batch_fn, input_key, label_key)
-    disc = discover(inner, layers, skip, post=check_location(location) != "pre")
+    fmt = config.batches
+    split = batches.make_splitter(fmt.batch_fn, fmt.input_key, fmt.label_key)
+    disc = discover(inner, config.layers, config.skip, post=check_location(config.location) != "pre")
     if not disc.units:
         raise nothing_to_project(disc)
     device = device_of(inner)
     stream = _batches(trusted, split, batch_size)
     first = agreed(ranks, "reading the trusted samples", lambda: next(stream, None))
-    head = _head(inner, disc, first, device, ranks) if skip_head else None
-    run = _Run(inner, disc, row_mask, device, backend, progress)
+    head = _head(inner, disc, first, device, ranks) if config.skip_head else None
+    run = _Run(inner, disc, row_mask, device, config.backend, config.progress)
     collector, n = agreed(ranks, "collecting activations", lambda: run.collect(first, stream))
     indices = trusted.indices if isinstance(trusted, (TrustedSet, SampleSet)) else torch.arange(n)
     if ranks is not None:
@@ -202,7 +184,7 @@ class _Run:
             for inputs in tqdm(_chain(first, rest), desc="SAP: collecting activations", disable=not self.progress,
                                leave=False):
                 collector.row_mask = self.row_mask(inputs) if self.row_mask is not None else None
-                batches.call_model(self.model, batches.to_device(inputs, self.device))
+                call_model(self.model, batches.to_device(inputs, self.device))
                 n += batches.batch_len(inputs)
         return collector, n
 

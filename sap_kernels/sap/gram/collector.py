@@ -13,34 +13,19 @@ Token-wise rows at padding positions (``row_mask == False``) are left out.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Optional, TypeGuard, TypeVar
+from typing import Optional, TypeGuard, TypeVar
 
 import torch
 
 from ..layers.row_sinks import Sink, rows_sink
 from ..layers.targets import StreamSpec
+from ..layers.units import Handle, Unit
 from ..options import precision
-from ..runtime.guards import attention_fastpath_off
-
-if TYPE_CHECKING:
-    from ..layers.discovery import Handle, Unit
+from ..runtime.guards import attention_fastpath_off, hooks_are_paused
 
 _Collector = TypeVar("_Collector", bound="GramCollector")
-_paused: contextvars.ContextVar[bool] = contextvars.ContextVar("sap_kernels_hooks_paused", default=False)
-
-
-@contextlib.contextmanager
-def hooks_paused() -> Iterator[None]:
-    """While active, every collector ignores what its hooks see (a forward pass that must not count)."""
-    token = _paused.set(True)
-    try:
-        yield
-    finally:
-        _paused.reset(token)
 
 
 class NonFiniteActivation(ValueError):
@@ -159,12 +144,12 @@ class GramCollector:
 
     def copy_stream(self, src: str, dst: str) -> None:
         """Start stream ``dst`` as a copy of ``src`` (used when shared inputs stop being shared)."""
-        if src in self.streams and not _paused.get():
+        if src in self.streams and not hooks_are_paused():
             self.streams[dst] = self.streams[src].clone(self.specs[dst])
 
     def add(self, key: str, x: torch.Tensor, sink: Sink = rows_sink) -> None:
         """Add one call's input ``x`` to stream ``key`` through ``sink``."""
-        if _paused.get():
+        if hooks_are_paused():
             return
         with torch.no_grad():
             self._add(self.specs[key], x.detach(), sink)

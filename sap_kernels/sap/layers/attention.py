@@ -23,7 +23,7 @@ that the same code path runs whatever the inputs.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -31,10 +31,7 @@ from torch import nn
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
 from .targets import StreamSpec, Target
-
-if TYPE_CHECKING:
-    from ..gram.collector import GramCollector
-    from .discovery import Handle
+from .units import Collector, Handle
 
 _QKV = ("query", "key", "value")
 
@@ -107,7 +104,7 @@ class AttentionUnit:
             self.module.out_proj = self._real_out[0]
             self._real_out.clear()
 
-    def install(self, collector: GramCollector) -> list[Handle]:
+    def install(self, collector: Collector) -> list[Handle]:
         self.shared = True
         handles: list[Handle] = [_Restore(self)]
         handles.append(self.module.register_forward_pre_hook(partial(self._pre_hook, collector=collector),
@@ -116,7 +113,7 @@ class AttentionUnit:
         return handles
 
     def _pre_hook(self, module: nn.MultiheadAttention, args: tuple[Any, ...], kwargs: dict[str, Any], *,
-                  collector: GramCollector) -> None:
+                  collector: Collector) -> None:
         q, k, v = (self._input(args, kwargs, i, n, collector) for i, n in enumerate(_QKV))
         if self.shared and not (q is k and k is v):
             collector.copy_stream(self.key("q"), self.key("k"))
@@ -134,7 +131,7 @@ class AttentionUnit:
         setattr(module, "out_proj", _IdentityProjection(real.weight))
 
     def _input(self, args: tuple[Any, ...], kwargs: dict[str, Any], i: int, n: str,
-               collector: GramCollector) -> torch.Tensor:
+               collector: Collector) -> torch.Tensor:
         """The call's ``n`` (``"query"``, ...): positional argument ``i`` or keyword ``n``, a tensor."""
         t = args[i] if i < len(args) else kwargs.get(n)
         if not collector.is_activation(t):
@@ -142,7 +139,7 @@ class AttentionUnit:
         return t
 
     def _post_hook(self, module: nn.MultiheadAttention, args: tuple[Any, ...], output: Any, *,
-                   collector: GramCollector) -> Any:
+                   collector: Collector) -> Any:
         real = self._real_out[0]
         self.put_back()
         attn = output[0] if isinstance(output, tuple) else output

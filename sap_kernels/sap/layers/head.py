@@ -16,7 +16,10 @@ from torch import nn
 
 from ..data import batches
 from ..data.objective import logits_of
-from .discovery import Unit
+from ..runtime.forward import call_model
+from .discovery import Discovery
+from .linear_conv import LayerUnit
+from .units import Unit
 
 
 @torch.no_grad()
@@ -29,7 +32,7 @@ def find_head(model: nn.Module, units: list[Unit], inputs: Any) -> str:
             if isinstance(u.module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
                 handles.append(u.module.register_forward_hook(
                     lambda mod, args, out, name=u.name: calls.append((name, out))))
-        logits = logits_of(batches.call_model(model, inputs))
+        logits = logits_of(call_model(model, inputs))
     finally:
         for h in handles:
             h.remove()
@@ -43,3 +46,18 @@ def find_head(model: nn.Module, units: list[Unit], inputs: Any) -> str:
             "head could not be identified; name it with skip= instead"
         )
     return head
+
+
+def drop_head(model: nn.Module, disc: Discovery, inputs: Any) -> str:
+    """Find the classifier head on ``inputs`` and remove it (and layers tied to it) from ``disc``."""
+    head = find_head(model, disc.units, batches.slice_rows(inputs, 0, 2))
+    drop_unit(disc, head)
+    return head
+
+
+def drop_unit(disc: Discovery, head: str) -> None:
+    """Remove the unit named ``head`` (and layers tied to it) from ``disc``, recording why."""
+    disc.skipped.append((head, "classifier head (skip_head=True)"))
+    # the head is a Linear/Conv unit (find_head hooks no other kind)
+    stream = next((u.stream for u in disc.units if isinstance(u, LayerUnit) and u.name == head), head)
+    disc.units = [u for u in disc.units if getattr(u, "stream", u.name) != stream]

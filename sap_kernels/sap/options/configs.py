@@ -1,34 +1,131 @@
-"""``project()``'s arguments, checked all at once before any work, each error naming its argument."""
+"""``project()``'s arguments, checked all at once before any work (``settings``, each error naming
+its argument), and the frozen configurations the phases take (``TrustConfig``, ``CollectConfig``,
+``SweepConfig``, ``ProjectionConfig``, with ``BatchFormat`` and ``Parallel`` inside them).
+
+``project`` resolves its arguments once into these; each public phase function (``select_trusted``,
+``collect``, ``choose_alpha``, ``apply``) builds the same object from its keywords and checks it as
+it always did. The callables' types (``Splitter``, ``PerSample``, ``RowMaskFn``, ``Selector``) are
+defined here so that every layer can name them.
+"""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Optional, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import torch
+import torch.distributed
 
 from ...ops.dispatch import requested_backend
-from ..alpha.search import refines
-from ..alpha.sweep import check_alphas
-from ..projection.scaling import check_location, check_mode, check_param, default_grid, grid_for
-from ..projection.write import check_solver, strict_alpha
-from ..trusted.rankers import RANKERS
-from ..trusted.selection import check_count, check_n_trusted
 from . import precision
+from .choices import (
+    STRATEGIES,
+    check_count,
+    check_flag,
+    check_fraction,
+    check_location,
+    check_mode,
+    check_n_trusted,
+    check_solver,
+)
+from .grid import check_alphas, check_param, default_grid, grid_for, refines, strict_alpha
+
+# batch -> (inputs, labels)
+Splitter = Callable[[Any], tuple[Any, Any]]
+# (output, labels) -> [B] per-sample loss or score
+PerSample = Callable[[Any, torch.Tensor], torch.Tensor]
+# inputs -> [B, T] bool, True at real tokens (None: every row)
+RowMaskFn = Callable[[Any], Optional[torch.Tensor]]
+# a module name, a glob pattern or a module type (``layers=``/``skip=``)
+Selector = Union[str, type]
+Selection = Optional[Union[Selector, Iterable[Selector]]]
 
 
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
+@dataclass(frozen=True)
+class BatchFormat:
+    """How a loader batch becomes ``(inputs, labels)`` (``data.batches.make_splitter``)."""
+
+    batch_fn: Optional[Splitter] = None
+    input_key: Optional[Union[str, Sequence[str]]] = None
+    label_key: Optional[str] = None
 
 
-def _fraction(value: Any, name: str) -> Optional[float]:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{name} must be None or a fraction in [0, 1), got {value!r}")
-    return float(value)
+@dataclass(frozen=True)
+class Parallel:
+    """Where a phase runs: ``distributed=None`` on every rank of an initialised torch.distributed
+    job with several processes, ``False`` this process alone, ``True`` the ranks or an error."""
+
+    process_group: Optional[torch.distributed.ProcessGroup] = None
+    distributed: Optional[bool] = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrustConfig:
+    """Phase 1 (``select_trusted``): which samples are trusted, and what else the pass keeps."""
+
+    n_trusted: Optional[Union[int, float]] = None
+    class_balanced: Optional[bool] = None
+    strategy: str = "loss"
+    holdout: float = 0.0
+    max_holdout: int = 10_000
+    reference: int = 0
+    seed: int = 0
+    loss_fn: Optional[PerSample] = None
+    indices: Optional[Union[Sequence[int], torch.Tensor]] = None
+    progress: bool = True
+    batches: BatchFormat = field(default_factory=BatchFormat)
+    parallel: Parallel = field(default_factory=Parallel)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectConfig:
+    """Phase 2 (``collect``): which layers' Grams, from which rows, on which backend."""
+
+    row_mask: Optional[RowMaskFn]
+    layers: Selection = None
+    skip: Selection = None
+    skip_head: bool = False
+    batch_size: Optional[int] = None
+    backend: Optional[str] = None
+    progress: bool = True
+    location: str = "pre"
+    batches: BatchFormat = field(default_factory=BatchFormat)
+    parallel: Parallel = field(default_factory=Parallel)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig:
+    """Phase 4 (``choose_alpha``): the grid, how it is searched and scored, and the rule's inputs.
+
+    grid: sorted, checked alphas (``options.grid``); refine: coarse-to-fine (``alpha.search``);
+    memorised: True, False or ``"auto"`` (``alpha.rules``); unchanged_score: the unchanged model's
+    mean score on the data when already measured (None: scored by the sweep).
+    """
+
+    grid: tuple[float, ...]
+    refine: bool
+    memorised: Union[bool, str] = False
+    chance: float = 0.0
+    score_fn: Optional[PerSample] = None
+    unchanged_score: Optional[float] = None
+    backend: Optional[str] = None
+    progress: bool = True
+    mode: str = "sap"
+    location: str = "pre"
+    batches: BatchFormat = field(default_factory=BatchFormat)
+    parallel: Parallel = field(default_factory=Parallel)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectionConfig:
+    """Phase 5 (``apply``): the variant and side (``projection.scaling``), the fixed-alpha solver
+    and the dtype of any decomposition it needs."""
+
+    mode: str = "sap"
+    location: str = "pre"
+    solver: str = "auto"
+    backend: Optional[str] = None
+    eig_dtype: Optional[torch.dtype] = None
 
 
 @dataclass(frozen=True)
@@ -79,8 +176,8 @@ def settings(*, alpha: Any, alphas: Any, n_trusted: Any, class_balanced: Any, st
     solver = check_solver(solver)
     if solver == "solve" and a is None:
         raise ValueError("solver='solve' needs one fixed alpha (pass alpha=...); an alpha sweep uses 'eigh'")
-    if strategy not in RANKERS:
-        raise ValueError(f"trusted must be one of {sorted(RANKERS)}, a sequence of clean positions or a loader of "
+    if strategy not in STRATEGIES:
+        raise ValueError(f"trusted must be one of {sorted(STRATEGIES)}, a sequence of clean positions or a loader of "
                          f"clean samples; got {strategy!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) and not hasattr(seed, "__index__"):
         raise TypeError(f"seed must be an integer, got {seed!r}")
@@ -89,11 +186,12 @@ def settings(*, alpha: Any, alphas: Any, n_trusted: Any, class_balanced: Any, st
         raise ValueError(f"rounds={rounds} composes input-side projections; it needs location='pre', not {location!r}")
     return Settings(
         alpha=a, grid=grid, n_trusted=check_n_trusted(n_trusted),
-        class_balanced=None if class_balanced is None else _flag(class_balanced, "class_balanced"),
+        class_balanced=None if class_balanced is None else check_flag(class_balanced, "class_balanced"),
         strategy=strategy, solver=solver, eig_dtype=precision.check_eig_dtype(eig_dtype),
         batch_size=None if batch_size is None else check_count(batch_size, "batch_size"),
-        holdout=_fraction(holdout, "holdout"), max_holdout=check_count(max_holdout, "max_holdout"),
-        seed=int(seed), backend=backend, inplace=_flag(inplace, "inplace"), progress=_flag(progress, "progress"),
-        skip_head=_flag(skip_head, "skip_head"), mode=mode, location=location, rounds=check_count(rounds, "rounds"),
+        holdout=check_fraction(holdout, "holdout"), max_holdout=check_count(max_holdout, "max_holdout"),
+        seed=int(seed), backend=backend, inplace=check_flag(inplace, "inplace"),
+        progress=check_flag(progress, "progress"), skip_head=check_flag(skip_head, "skip_head"), mode=mode,
+        location=location, rounds=check_count(rounds, "rounds"),
         refine=a is None and refines(alphas, mode),
     )

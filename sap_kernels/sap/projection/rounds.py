@@ -16,7 +16,8 @@ import torch
 
 from ..layers.targets import Target
 from ..spectra.eigenpairs import decompose
-from ..spectra.statistics import Statistics, StreamStats
+from ..spectra.statistics import Statistics
+from ..spectra.streams import StreamStats
 from .projectors import Projector
 from .scaling import importance
 

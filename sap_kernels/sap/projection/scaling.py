@@ -18,41 +18,10 @@ Conv layers; attention blocks keep their input side.
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import torch
 
 from ... import ops
-
-MODES = ("sap", "sgp", "gpm")
-LOCATIONS = ("pre", "post", "all")
-# The share of energy GPM keeps, swept by default (the published code's one value is 0.99).
-GPM_SHARES = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 0.9999)
-
-
-def check_mode(mode: object) -> str:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return str(mode)
-
-
-def check_location(location: object) -> str:
-    if location not in LOCATIONS:
-        raise ValueError(f"location must be one of {LOCATIONS}, got {location!r}")
-    return str(location)
-
-
-def check_param(mode: str, value: float, name: str = "alpha") -> float:
-    """GPM's parameter is an energy share in (0, 1] (``inf`` keeps everything)."""
-    if mode == "gpm" and not math.isinf(value) and not 0 < value <= 1:
-        raise ValueError(f"mode='gpm' takes {name} as the share of energy kept, in (0, 1]; got {value!r}")
-    return value
-
-
-def default_grid(mode: str) -> list[float]:
-    from ..alpha.sweep import default_alphas
-
-    return list(GPM_SHARES) if mode == "gpm" else default_alphas()
 
 
 def importance(eigvals: torch.Tensor, param: float, mode: str = "sap") -> torch.Tensor:
@@ -84,5 +53,3 @@ def _gpm(e: torch.Tensor, share: float) -> torch.Tensor:
     return lam.scatter(-1, order, keep_sorted.to(e.dtype))
 
 
-def grid_for(mode: str, alphas: Sequence[float]) -> list[float]:
-    return [check_param(mode, a, "alphas entry") for a in alphas]

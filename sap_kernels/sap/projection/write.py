@@ -1,5 +1,7 @@
 """Phase 5, ``apply``: write the projection at one alpha into a model, from spectra or statistics.
 
+The projectors themselves (what each target's weight becomes at an alpha) are in ``projectors``.
+
 Every target is checked against the model first (module path, weight shape: the statistics'
 fingerprint); every projected weight is computed and checked finite before the first is written;
 if anything fails while writing, what was written is restored. ``inplace=False`` projects a copy.
@@ -13,34 +15,18 @@ import torch
 from torch import nn
 
 from ... import ops
-from ...ops.scales import check_alpha
 from ..layers.targets import Target
 from ..layers.weight_access import WeightAccess, weight_access
+from ..options.choices import check_location, check_mode, check_solver
+from ..options.configs import ProjectionConfig
+from ..options.grid import check_param, strict_alpha
 from ..runtime.distributed import Ranks, agreed, lpt_assignment
 from ..runtime.wrappers import working_copy
 from ..spectra.decomposition import Spectra, check_finite, decompose_stream, stream_names
 from ..spectra.eigenpairs import Spectrum
-from ..spectra.statistics import Statistics, StreamStats
+from ..spectra.statistics import Statistics
+from ..spectra.streams import StreamStats
 from .projectors import EigenProjector, GeneralProjector, Projector, SolveProjector
-from .scaling import check_location, check_mode, check_param
-
-SOLVERS = ("auto", "eigh", "solve")
-
-
-def check_solver(solver: object) -> str:
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be 'auto', 'eigh' or 'solve', got {solver!r}")
-    return str(solver)
-
-
-def strict_alpha(alpha: object, name: str = "alpha") -> float:
-    """A positive real number (``math.inf`` allowed); bools and strings are refused by name."""
-    if isinstance(alpha, (bool, str, bytes)) or not isinstance(alpha, (int, float)) and not hasattr(alpha, "__float__"):
-        raise TypeError(f"{name} must be a positive number, got {alpha!r}")
-    try:
-        return check_alpha(alpha)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(str(exc).replace("alpha", name, 1)) from None
 
 
 def _access(model: nn.Module, t: Target) -> WeightAccess:
@@ -217,15 +203,20 @@ def apply(
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     mode, location = check_mode(mode), check_location(location)
     a = check_param(mode, strict_alpha(alpha))
-    solver = check_solver(solver)
+    config = ProjectionConfig(mode=mode, location=location, solver=check_solver(solver), backend=backend)
     if not isinstance(source, (Spectra, Statistics)):
         raise TypeError(f"source must be Spectra or Statistics, got {type(source).__name__}")
     returned, target, _ = working_copy(model, inplace)
-    if isinstance(source, Statistics) and (mode != "sap" or location != "pre"):
-        source = source.decompose()
-    if isinstance(source, Spectra):
-        projectors = projectors_from_spectra(target, source, backend, mode, location)
-    else:
-        projectors = projectors_from_statistics(target, source, a, solver, backend)
-    write_all(projectors, a)
+    write_all(projectors_of(target, source, a, config), a)
     return returned
+
+
+def projectors_of(model: nn.Module, source: Union[Spectra, Statistics], alpha: float,
+                  config: ProjectionConfig) -> list[Projector]:
+    """What ``apply`` writes: from spectra any variant; from statistics the fixed-alpha route of
+    ``sap`` on the input side (``projectors_from_statistics``), any other variant decomposed first."""
+    if isinstance(source, Statistics) and (config.mode != "sap" or config.location != "pre"):
+        source = source.decompose(eig_dtype=config.eig_dtype)
+    if isinstance(source, Spectra):
+        return projectors_from_spectra(model, source, config.backend, config.mode, config.location)
+    return projectors_from_statistics(model, source, alpha, config.solver, config.backend, config.eig_dtype)

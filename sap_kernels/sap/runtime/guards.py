@@ -1,5 +1,8 @@
 """Scoped changes to module modes and to torch's process-wide switches, always undone.
 
+``hooks_paused`` makes every Gram collector ignore what its hooks see (a forward pass that must
+not count, such as the layout trial), for the current context only.
+
 ``eval_modes`` puts a model in eval mode and gives every module back its own train/eval flag.
 The process-wide switches SAP needs for a while (the attention fast path off while Grams are
 collected; one LAPACK thread for small eigenproblems) are reference-counted: concurrent calls in
@@ -9,6 +12,7 @@ several threads compose, and the value a user had is restored when the last of t
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 from typing import Callable, Generic, Iterator, TypeVar
 
@@ -87,3 +91,21 @@ def flush_denormals() -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(before)
+
+
+_paused: contextvars.ContextVar[bool] = contextvars.ContextVar("sap_kernels_hooks_paused", default=False)
+
+
+@contextlib.contextmanager
+def hooks_paused() -> Iterator[None]:
+    """While active, every collector ignores what its hooks see (a forward pass that must not count)."""
+    token = _paused.set(True)
+    try:
+        yield
+    finally:
+        _paused.reset(token)
+
+
+def hooks_are_paused() -> bool:
+    """Whether a ``hooks_paused`` block is active in this context."""
+    return _paused.get()

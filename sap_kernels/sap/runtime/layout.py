@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..data import batches
-from ..gram.collector import hooks_paused
+from .guards import hooks_paused
 
 ENV_VAR = "SAP_KERNELS_CHANNELS_LAST"
 # Outputs agree when every float leaf differs by at most this share of its largest magnitude

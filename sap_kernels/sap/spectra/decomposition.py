@@ -8,7 +8,7 @@ the layer: weights are never written from a non-finite decomposition.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -18,9 +18,7 @@ from ..layers.targets import Target
 from ..options import precision
 from ..runtime.distributed import Ranks, agreed, lpt_assignment
 from .eigenpairs import Spectrum, decompose, decompose_rows
-
-if TYPE_CHECKING:
-    from .statistics import Statistics, StreamStats
+from .streams import StreamStats
 
 
 class NonFiniteStatistics(ValueError):
@@ -37,7 +35,7 @@ def check_finite(t: torch.Tensor, what: str, names: str) -> None:
         raise NonFiniteStatistics(f"layer {names}: its {what} holds NaN/Inf; nothing was written")
 
 
-def decompose_stream(s: "StreamStats", names: str, eig_dtype: Optional[torch.dtype]) -> Spectrum:
+def decompose_stream(s: StreamStats, names: str, eig_dtype: Optional[torch.dtype]) -> Spectrum:
     """The spectrum of one stream: dual from its rows while it holds rows, else from its Gram."""
     if s.kept is not None:
         check_finite(s.kept, "activation rows", names)
@@ -76,7 +74,7 @@ class Spectra:
         return f"Spectra({len(self.targets)} targets, {len(self.spectra)} streams)"
 
 
-def stream_cost(s: "StreamStats") -> float:
+def stream_cost(s: StreamStats) -> float:
     """Estimated work of decomposing a stream: ``g K^3`` for a Gram, ``g (m^2 K + m^3)`` for rows."""
     g, k = s.spec.groups, s.spec.k
     if s.kept is not None:
@@ -85,7 +83,7 @@ def stream_cost(s: "StreamStats") -> float:
     return float(g * k ** 3)
 
 
-def _placeholder(s: "StreamStats", eig_dtype: Optional[torch.dtype]) -> Spectrum:
+def _placeholder(s: StreamStats, eig_dtype: Optional[torch.dtype]) -> Spectrum:
     """An empty spectrum of the shape and dtype ``decompose_stream`` gives ``s`` (to receive into)."""
     g, k = s.spec.groups, s.spec.k
     if s.kept is not None:
@@ -100,43 +98,43 @@ def _placeholder(s: "StreamStats", eig_dtype: Optional[torch.dtype]) -> Spectrum
                     exp=s.exp)
 
 
-def _decompose_split(stats: "Statistics", keys: list[str], eig_dtype: Optional[torch.dtype], ranks: Ranks,
-                     progress: bool) -> dict[str, Spectrum]:
+def _decompose_split(streams: dict[str, StreamStats], targets: list[Target], keys: list[str],
+                     eig_dtype: Optional[torch.dtype], ranks: Ranks, progress: bool) -> dict[str, Spectrum]:
     """Each rank decomposes the streams longest-processing-time gives it; spectra are broadcast."""
-    owners = lpt_assignment([stream_cost(stats.streams[k]) for k in keys], ranks.size)
+    owners = lpt_assignment([stream_cost(streams[k]) for k in keys], ranks.size)
     mine = [k for k, o in zip(keys, owners) if o == ranks.rank]
 
     def local() -> dict[str, Spectrum]:
-        return {k: decompose_stream(stats.streams[k], stream_names(stats.targets, k), eig_dtype)
+        return {k: decompose_stream(streams[k], stream_names(targets, k), eig_dtype)
                 for k in tqdm(mine, desc="SAP: decomposition", disable=not progress, leave=False)}
 
     done = agreed(ranks, "the decomposition", local)
     out = {}
     for k, owner in zip(keys, owners):
-        spec = done.get(k) or _placeholder(stats.streams[k], eig_dtype)
+        spec = done.get(k) or _placeholder(streams[k], eig_dtype)
         out[k] = Spectrum(ranks.broadcast(spec.eigvals, owner), ranks.broadcast(spec.eigvecs, owner), spec.dual,
-                          stats.streams[k].exp)
+                          streams[k].exp)
     return out
 
 
-def decompose_statistics(stats: "Statistics", *, eig_dtype: Optional[torch.dtype] = None, progress: bool = False,
-                         release: bool = False, ranks: Optional[Ranks] = None) -> Spectra:
-    """Eigendecompose every stream of ``stats`` (``release``: drop each Gram once decomposed;
-    ``ranks``: split the streams over the ranks, every rank gets every spectrum)."""
+def decompose_streams(streams: dict[str, StreamStats], targets: list[Target], *,
+                      eig_dtype: Optional[torch.dtype] = None, progress: bool = False, release: bool = False,
+                      ranks: Optional[Ranks] = None) -> tuple[dict[str, Spectrum], dict[str, int]]:
+    """The spectrum and the row count of every stream a target uses (``release``: drop each Gram
+    once decomposed; ``ranks``: split the streams over the ranks, every rank gets every spectrum)."""
     eig_dtype = precision.check_eig_dtype(eig_dtype)
-    used = {k for t in stats.targets for k in (t.stream, t.post) if k is not None}
-    keys = [k for k in stats.streams if k in used]
+    used = {k for t in targets for k in (t.stream, t.post) if k is not None}
+    keys = [k for k in streams if k in used]
     if ranks is not None:
-        spectra = _decompose_split(stats, keys, eig_dtype, ranks, progress)
+        spectra = _decompose_split(streams, targets, keys, eig_dtype, ranks, progress)
     else:
         spectra = {}
         for key in tqdm(keys, desc="SAP: decomposition", disable=not progress, leave=False):
-            spectra[key] = decompose_stream(stats.streams[key], stream_names(stats.targets, key), eig_dtype)
+            spectra[key] = decompose_stream(streams[key], stream_names(targets, key), eig_dtype)
             if release:
-                stats.streams[key].gram = stats.streams[key].kept = None
-    rows = {k: stats.streams[k].rows for k in keys}
+                streams[key].gram = streams[key].kept = None
+    rows = {k: streams[k].rows for k in keys}
     if release:
         for k in keys:
-            stats.streams[k].gram = stats.streams[k].kept = None
-    return Spectra(spectra, list(stats.targets), rows, list(stats.skipped),
-                   stats.head, stats.n_samples, stats.trusted_indices, list(stats.notices))
+            streams[k].gram = streams[k].kept = None
+    return spectra, rows

@@ -10,41 +10,16 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import Optional, Union
 
 import torch
 
-from ..layers.targets import StreamSpec, Target
-
-if TYPE_CHECKING:
-    from ..runtime.distributed import ProcessGroup
-    from .decomposition import Spectra
-
-FORMAT = "sap_kernels.statistics"
-FORMAT_VERSION = 1
-
-
-@dataclass
-class StreamStats:
-    """One stream's data. Activations were divided by ``2^exp`` before accumulating (exact).
-
-    gram: ``[groups, K, K]`` float32/float64, or None while the stream holds rows.
-    kept: ``[groups, m, K]`` rows (``m <= K``), or None once the Gram took over.
-    rows: rows seen per group.
-    """
-
-    spec: StreamSpec
-    rows: int
-    gram: Optional[torch.Tensor] = None
-    kept: Optional[torch.Tensor] = None
-    exp: int = 0
-
-    def meta(self) -> dict[str, Any]:
-        s = self.spec
-        data = self.gram if self.gram is not None else self.kept
-        return {"key": s.key, "groups": s.groups, "k": s.k, "kind": s.kind, "rows": self.rows, "exp": self.exp,
-                "storage": "gram" if self.gram is not None else "rows",
-                "dtype": str(data.dtype) if data is not None else None}
+from ...version import __version__
+from ..layers.targets import Target
+from ..runtime.distributed import ProcessGroup, is_writer, resolve_ranks
+from . import storage
+from .decomposition import Spectra, decompose_streams
+from .streams import StreamStats
 
 
 @dataclass
@@ -72,35 +47,42 @@ class Statistics:
         return {f"{t.path}.{t.param}".lstrip("."): list(t.shape) for t in self.targets}
 
     def decompose(self, *, eig_dtype: Optional[torch.dtype] = None, progress: bool = False,
-                  release: bool = False, process_group: Optional["ProcessGroup"] = None,
-                  distributed: Optional[bool] = None) -> "Spectra":
-        """Eigendecompose every stream (see ``sap_kernels.sap.spectra.decompose_statistics``).
+                  release: bool = False, process_group: Optional[ProcessGroup] = None,
+                  distributed: Optional[bool] = None) -> Spectra:
+        """Eigendecompose every stream (``sap_kernels.sap.spectra.decomposition``; ``release``: drop
+        each Gram once decomposed).
 
         Under torch.distributed (every rank holding the same statistics, as ``collect`` leaves
         them) the streams are split over the ranks by longest-processing-time on their cost and
         every spectrum is broadcast, so N ranks decompose about N times faster.
         """
-        from ..runtime.distributed import resolve_ranks
-        from .decomposition import decompose_statistics
-
-        return decompose_statistics(self, eig_dtype=eig_dtype, progress=progress, release=release,
-                                    ranks=resolve_ranks(process_group, distributed))
+        spectra, rows = decompose_streams(self.streams, self.targets, eig_dtype=eig_dtype, progress=progress,
+                                          release=release, ranks=resolve_ranks(process_group, distributed))
+        return Spectra(spectra, list(self.targets), rows, list(self.skipped),
+                       self.head, self.n_samples, self.trusted_indices, list(self.notices))
 
     def save(self, path: Union[str, os.PathLike[str]]) -> None:
-        """Write a safetensors file: every Gram/rows tensor plus a JSON table in its metadata.
-        Under torch.distributed only rank 0 writes (every rank holds the same statistics)."""
-        from ..runtime.distributed import is_writer
-        from . import storage
-
+        """Write a safetensors file: every Gram/rows tensor plus a JSON table in its metadata
+        (``spectra.storage``). Under torch.distributed only rank 0 writes (every rank holds the same
+        statistics)."""
         if is_writer():
-            storage.save_statistics(self, path)
+            storage.save_file(path, self.streams, self.trusted_indices, meta_json(self))
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike[str]]) -> "Statistics":
         """Read a file written by ``save`` (no pickle: a tampered file is refused, not executed)."""
-        from . import storage
-
-        return storage.load_statistics(path)
+        tensors, meta = storage.read_file(path)
+        try:
+            streams = {m["key"]: storage.stream_of(m, tensors) for m in meta["streams"]}
+            targets = [Target.from_json(t) for t in meta["targets"]]
+            missing = [t.name for t in targets if t.stream not in streams]
+            if missing:
+                raise ValueError(f"statistics file: targets {missing} name streams it does not hold")
+            return cls(streams, targets, [tuple(x) for x in meta["skipped"]], meta["head"],
+                       int(meta["n_samples"]), tensors.get("trusted_indices", torch.zeros(0, dtype=torch.long)),
+                       list(meta["notices"]))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{os.fspath(path)!r}: malformed statistics table ({type(exc).__name__}: {exc})") from None
 
     def __repr__(self) -> str:
         return (f"Statistics({len(self.targets)} targets, {len(self.streams)} streams, "
@@ -108,10 +90,8 @@ class Statistics:
 
 
 def meta_json(stats: Statistics) -> str:
-    from ... import __version__
-
     return json.dumps({
-        "format": FORMAT, "format_version": FORMAT_VERSION, "package_version": __version__,
+        "format": storage.FORMAT, "format_version": storage.FORMAT_VERSION, "package_version": __version__,
         "streams": [s.meta() for s in stats.streams.values()],
         "targets": [t.to_json() for t in stats.targets],
         "skipped": [list(x) for x in stats.skipped], "head": stats.head, "n_samples": stats.n_samples,

@@ -14,25 +14,29 @@ from typing import Any, Union
 import torch
 
 from ...ops._checks import all_finite
-from ..layers.targets import StreamSpec, Target
-from .statistics import FORMAT, FORMAT_VERSION, Statistics, StreamStats, meta_json
+from ..layers.targets import StreamSpec
+from .streams import StreamStats
 
+FORMAT = "sap_kernels.statistics"
+FORMAT_VERSION = 1
 META_KEY = "sap_kernels"
 
 
-def save_statistics(stats: Statistics, path: Union[str, os.PathLike[str]]) -> None:
-    from safetensors.torch import save_file
+def save_file(path: Union[str, os.PathLike[str]], streams: dict[str, StreamStats], trusted_indices: torch.Tensor,
+              table: str) -> None:
+    """Write the streams' tensors, the trusted indices and the JSON ``table`` to ``path``."""
+    from safetensors.torch import save_file as write
 
-    tensors: dict[str, torch.Tensor] = {"trusted_indices": stats.trusted_indices.to(torch.long).contiguous()}
-    for key, s in stats.streams.items():
+    tensors: dict[str, torch.Tensor] = {"trusted_indices": trusted_indices.to(torch.long).contiguous()}
+    for key, s in streams.items():
         if s.gram is not None:
             tensors[f"{key}/gram"] = s.gram.detach().cpu().contiguous()
         elif s.kept is not None:
             tensors[f"{key}/rows"] = s.kept.detach().cpu().contiguous()
-    save_file(tensors, os.fspath(path), metadata={META_KEY: meta_json(stats)})
+    write(tensors, os.fspath(path), metadata={META_KEY: table})
 
 
-def _read(path: Union[str, os.PathLike[str]]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def read_file(path: Union[str, os.PathLike[str]]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from safetensors import safe_open
 
     try:
@@ -55,7 +59,7 @@ def _read(path: Union[str, os.PathLike[str]]) -> tuple[dict[str, torch.Tensor], 
     return tensors, meta
 
 
-def _stream(m: dict[str, Any], tensors: dict[str, torch.Tensor]) -> StreamStats:
+def stream_of(m: dict[str, Any], tensors: dict[str, torch.Tensor]) -> StreamStats:
     spec = StreamSpec(str(m["key"]), int(m["groups"]), int(m["k"]), str(m["kind"]))
     data = tensors.get(f"{spec.key}/{m['storage']}")
     if m["storage"] not in ("gram", "rows") or (data is None and m["rows"]):
@@ -70,17 +74,3 @@ def _stream(m: dict[str, Any], tensors: dict[str, torch.Tensor]) -> StreamStats:
     kept = data if m["storage"] == "rows" else None
     return StreamStats(spec, int(m["rows"]), gram, kept, int(m["exp"]))
 
-
-def load_statistics(path: Union[str, os.PathLike[str]]) -> Statistics:
-    tensors, meta = _read(path)
-    try:
-        streams = {m["key"]: _stream(m, tensors) for m in meta["streams"]}
-        targets = [Target.from_json(t) for t in meta["targets"]]
-        missing = [t.name for t in targets if t.stream not in streams]
-        if missing:
-            raise ValueError(f"statistics file: targets {missing} name streams it does not hold")
-        return Statistics(streams, targets, [tuple(x) for x in meta["skipped"]], meta["head"],
-                          int(meta["n_samples"]), tensors.get("trusted_indices", torch.zeros(0, dtype=torch.long)),
-                          list(meta["notices"]))
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"{os.fspath(path)!r}: malformed statistics table ({type(exc).__name__}: {exc})") from None

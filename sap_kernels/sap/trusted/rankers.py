@@ -11,8 +11,8 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import nn
 
-from ..data import batches
 from ..data.objective import Objective
+from ..runtime.forward import call_model
 
 
 class Ranker(Protocol):
@@ -31,7 +31,7 @@ class LossRanker:
     @torch.no_grad()
     def __call__(self, model: nn.Module, inputs: Any, labels: torch.Tensor,
                  batch_index: int) -> tuple[torch.Tensor, Any]:
-        output = batches.call_model(model, inputs)
+        output = call_model(model, inputs)
         return self.objective.losses(output, labels, batch_index).cpu(), output
 
 
@@ -45,7 +45,7 @@ class RandomRanker:
     @torch.no_grad()
     def __call__(self, model: nn.Module, inputs: Any, labels: torch.Tensor,
                  batch_index: int) -> tuple[torch.Tensor, Any]:
-        output = batches.call_model(model, inputs)
+        output = call_model(model, inputs)
         self.objective.losses(output, labels, batch_index)  # validates the labels against the output
         return torch.rand(int(labels.shape[0]), generator=self.generator), output
 
@@ -75,7 +75,7 @@ class CurvatureRanker:
                             f"input tensor; got {type(inputs).__name__}"
                             + (f" of {inputs.dtype}" if isinstance(inputs, torch.Tensor) else ""))
         with torch.no_grad():
-            output = batches.call_model(model, inputs)
+            output = call_model(model, inputs)
             self.objective.losses(output, labels, batch_index)  # validates the labels against the output
         with torch.enable_grad():
             base = self._grad(model, inputs, labels, batch_index)
@@ -89,7 +89,7 @@ class CurvatureRanker:
 
     def _grad(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor, batch_index: int) -> torch.Tensor:
         x = x.detach().requires_grad_(True)
-        loss = self.objective.losses(batches.call_model(model, x), labels, batch_index, differentiable=True).mean()
+        loss = self.objective.losses(call_model(model, x), labels, batch_index, differentiable=True).mean()
         return torch.autograd.grad(loss, x)[0]
 
 

@@ -7,7 +7,6 @@ the loader may shuffle (samples are identified by their position in the order it
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence, Union
 
@@ -16,8 +15,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import batches
+from ..data.loaders import check_loader
 from ..data.objective import Objective, PerSample
 from ..data.samples import Part, SampleSet, content_keys, keep_lowest, merge
+from ..options.choices import check_count, check_n_trusted
+from ..options.configs import BatchFormat, Parallel, TrustConfig
 from ..runtime.distributed import ProcessGroup, Ranks, agreed, dist_max, resolve_ranks
 from ..runtime.guards import eval_modes
 from ..runtime.wrappers import device_of, unwrap
@@ -93,30 +95,6 @@ class TrustedSet:
                 f"{', class-balanced' if self.class_balanced else ''}{hold})")
 
 
-def check_count(value: Any, name: str) -> int:
-    """A positive integral count (``int``, ``numpy.int64``, ...; not bool), or a named error."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    try:
-        n = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be a positive integer, got {value!r}") from None
-    if n < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return n
-
-
-def check_n_trusted(value: Any) -> Optional[Union[int, float]]:
-    """``n_trusted``: None (the default policy), a count, or a fraction in (0, 1]."""
-    if value is None:
-        return None
-    if isinstance(value, float) and not value.is_integer():
-        if not 0 < value <= 1:
-            raise ValueError(f"n_trusted must be a count >= 1 or a fraction in (0, 1], got {value!r}")
-        return value
-    return check_count(value, "n_trusted")
-
-
 def trusted_count(requested: Optional[Union[int, float]], available: int, notices: list[str]) -> int:
     """How many samples to trust among ``available`` (see ``select_trusted``'s ``n_trusted``)."""
     if isinstance(requested, float):
@@ -161,7 +139,7 @@ class _Pool:
         return self.parts
 
 
-class _Selector:
+class _RankingPass:
     """Streams batches into per-class (or one) pools, the hold-out and the reference sample."""
 
     def __init__(self, ranker: Ranker, objective: Objective, class_balanced: bool, capacity: int,
@@ -288,7 +266,7 @@ class _Totals:
     fit: Optional[float]
 
     @classmethod
-    def of(cls, sel: _Selector, ranks: Optional[Ranks]) -> "_Totals":
+    def of(cls, sel: _RankingPass, ranks: Optional[Ranks]) -> "_Totals":
         fit_known = sel.objective.loss_fn is None
         if ranks is None:
             fit = sel.correct / sel.seen if fit_known and sel.seen else None
@@ -368,31 +346,41 @@ def select_trusted(
     Returns:
         a ``TrustedSet``.
     """
+    config = TrustConfig(n_trusted=n_trusted, class_balanced=class_balanced, strategy=strategy, holdout=holdout,
+                         max_holdout=max_holdout, reference=reference, seed=seed, loss_fn=loss_fn, indices=indices,
+                         progress=progress, batches=BatchFormat(batch_fn, input_key, label_key),
+                         parallel=Parallel(process_group, distributed))
+    return select(model, loader, config)
+
+
+def select(model: nn.Module, loader: Iterable[Any], config: TrustConfig) -> TrustedSet:
+    """``select_trusted`` with its options as a ``TrustConfig`` (each checked here)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    requested = check_n_trusted(n_trusted)
+    requested = check_n_trusted(config.n_trusted)
     check_loader(loader, "loader")
-    split = batches.make_splitter(batch_fn, input_key, label_key)
+    fmt = config.batches
+    split = batches.make_splitter(fmt.batch_fn, fmt.input_key, fmt.label_key)
     inner, _ = unwrap(model)
     device = device_of(inner)
-    ranks = resolve_ranks(process_group, distributed)
-    selector = _selector(requested, class_balanced, strategy, holdout, max_holdout, reference, seed, loss_fn,
-                         indices, ranks)
-    strategy = "given" if selector.given is not None else strategy
+    ranks = resolve_ranks(config.parallel.process_group, config.parallel.distributed)
+    ranking = _ranking_pass(requested, config, ranks)
+    strategy = "given" if ranking.given is not None else config.strategy
 
     def stream() -> None:
         with eval_modes(inner):
-            for b, batch in enumerate(tqdm(loader, desc="SAP: ranking samples", disable=not progress, leave=False)):
-                selector.feed(inner, batch, split, b, device)
+            bar = tqdm(loader, desc="SAP: ranking samples", disable=not config.progress, leave=False)
+            for b, batch in enumerate(bar):
+                ranking.feed(inner, batch, split, b, device)
 
     agreed(ranks, "ranking the samples", stream)
-    return agreed(ranks, "choosing the trusted samples", lambda: selector.result(requested, strategy, ranks))
+    return agreed(ranks, "choosing the trusted samples", lambda: ranking.result(requested, strategy, ranks))
 
 
-def _selector(requested: Optional[Union[int, float]], class_balanced: Optional[bool], strategy: str, holdout: float,
-              max_holdout: int, reference: int, seed: int, loss_fn: Optional[PerSample],
-              indices: Optional[Sequence[int]], ranks: Optional[Ranks]) -> _Selector:
-    """The selector ``select_trusted``'s options describe, each option checked."""
+def _ranking_pass(requested: Optional[Union[int, float]], config: TrustConfig, ranks: Optional[Ranks]) -> _RankingPass:
+    """The ranking pass ``config`` describes, each option checked."""
+    strategy, holdout, class_balanced = config.strategy, config.holdout, config.class_balanced
+    loss_fn, reference = config.loss_fn, config.reference
     if strategy not in RANKERS:
         raise ValueError(f"strategy must be one of {sorted(RANKERS)}, got {strategy!r}")
     if not isinstance(holdout, (int, float)) or isinstance(holdout, bool) or not 0 <= holdout < 1:
@@ -405,16 +393,16 @@ def _selector(requested: Optional[Union[int, float]], class_balanced: Optional[b
     capacity = requested if isinstance(requested, int) else DEFAULT_N_TRUSTED if requested is None else 2**62
     reference = check_count(reference, "reference") if reference else 0
     per_rank = -(-reference // ranks.size) if reference and ranks is not None else reference
-    given = _given(indices, ranks)
+    given = _given(config.indices, ranks)
     if given is not None:
         class_balanced, capacity, strategy = False, int(given.numel()), "loss"
-    selector = _Selector(RANKERS[strategy](objective, seed), objective, class_balanced, capacity, float(holdout),
-                         check_count(max_holdout, "max_holdout"), seed, per_rank)
-    selector.given = given
-    return selector
+    ranking = _RankingPass(RANKERS[strategy](objective, config.seed), objective, class_balanced, capacity,
+                           float(holdout), check_count(config.max_holdout, "max_holdout"), config.seed, per_rank)
+    ranking.given = given
+    return ranking
 
 
-def _given(indices: Optional[Sequence[int]], ranks: Optional[Ranks]) -> Optional[torch.Tensor]:
+def _given(indices: Optional[Union[Sequence[int], torch.Tensor]], ranks: Optional[Ranks]) -> Optional[torch.Tensor]:
     """``indices=`` as a sorted int64 tensor of distinct non-negative positions, or a named error."""
     if indices is None:
         return None
@@ -432,30 +420,3 @@ def _given(indices: Optional[Sequence[int]], ranks: Optional[Ranks]) -> Optional
     return out
 
 
-def check_loader(loader: Any, name: str) -> None:
-    """A clear error for what is not an iterable of batches (None, a Dataset, a tensor)."""
-    if loader is None:
-        raise ValueError(f"{name} is None: pass batches of (inputs, labels), e.g. a DataLoader")
-    if isinstance(loader, torch.Tensor):
-        raise TypeError(f"{name} is a tensor; pass a DataLoader (or any iterable of (inputs, labels) batches)")
-    if isinstance(loader, torch.utils.data.Dataset) and not isinstance(loader, torch.utils.data.IterableDataset):
-        raise TypeError(
-            f"{name} is a Dataset ({type(loader).__name__}), which yields single samples; wrap it in "
-            "torch.utils.data.DataLoader(dataset, batch_size=...)"
-        )
-    if not hasattr(loader, "__iter__"):
-        raise TypeError(f"{name} must be an iterable of batches, got {type(loader).__name__}")
-
-
-def known_size(loader: Iterable[Any]) -> Optional[int]:
-    """Samples a DataLoader will yield, when that is knowable without iterating it."""
-    dataset, bs = getattr(loader, "dataset", None), getattr(loader, "batch_size", None)
-    if dataset is None or bs is None or getattr(loader, "batch_sampler", None) is None:
-        return None
-    try:
-        n = len(dataset)
-    except TypeError:
-        return None
-    if type(getattr(loader, "sampler", None)).__name__ not in ("SequentialSampler", "RandomSampler"):
-        return None
-    return (n // bs) * bs if getattr(loader, "drop_last", False) else n
