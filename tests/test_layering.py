@@ -106,6 +106,24 @@ def test_no_import_cycle_in_the_package():
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
 
 
+def test_the_method_imports_its_own_modules_at_module_level():
+    """Inside ``sap_kernels/sap`` every import of a ``sap_kernels`` module is at module level (an
+    import inside a function is left only for optional third-party packages, loaded when used)."""
+    offenders = []
+    for module, path in MODULES.items():
+        if not module.startswith(SAP):
+            continue
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("sap_kernels")):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} in {fn.name}")
+                elif isinstance(node, ast.Import) and any(a.name.startswith("sap_kernels") for a in node.names):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} in {fn.name}")
+    assert not offenders, "\n".join(offenders)
+
+
 def test_the_method_packages_export_nothing():
     """Each package's ``__init__`` is its docstring: no re-export shadows a module by a name."""
     for name in LAYERS:

@@ -137,8 +137,6 @@ class SAPResult:
 
         from safetensors.torch import save_model
 
-        from .runtime.distributed import is_writer
-
         if not is_writer():
             return
         inner, _ = unwrap(self.model)
