@@ -42,7 +42,7 @@ status "env: $(grep -E '^(device|triton|python)' "$OUT/env.txt" | tr '\n' ' ')"
 # Tests: the GPU file always; the op/library files too (they run on CUDA when present), and the
 # finiteness check (its NaN/inf detection by min/max reduction, on CUDA too);
 # test_triton_ops.py needs hypothesis, so it is left out where that is not installed.
-TESTS="tests/test_triton_gpu.py tests/test_triton_library.py tests/test_finite_and_eigensolver.py"
+TESTS="tests/test_triton_gpu.py tests/test_triton_library.py tests/test_spectra_eigensolver.py"
 if "$PY" -c "import hypothesis" 2>/dev/null; then TESTS="$TESTS tests/test_triton_ops.py"; fi
 if "$PY" -c "import pytest" 2>/dev/null; then
   timeout 110 "$PY" -m pytest -q -p no:cacheprovider $TESTS -x --durations=15 > "$OUT/tests.log" 2>&1

@@ -1,4 +1,4 @@
-"""Cases for tests/test_distributed.py: each builds the same model and data on every process,
+"""Cases for tests/test_pipeline_distributed.py: each builds the same model and data on every process,
 shards the data unevenly, and runs ``project`` on its shard (in a process group) or on all of it.
 
 Run by spawned workers (``worker``) and by the test itself (``single``); a result is what the
