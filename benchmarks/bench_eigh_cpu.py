@@ -3,7 +3,7 @@
 ``torch.linalg.eigh`` (MKL's ``?syevd`` in the PyPI wheels) and SciPy's ``scipy.linalg.eigh(driver="evd")``
 (``?syevd`` on the OpenBLAS SciPy ships), on Grams of the widths of ResNet-18's layers, at
 1 and at ``--threads`` threads; and how far each eigenbasis is from orthonormal. What
-``sap_kernels.sap.eigensolver`` chooses is decided on these numbers.
+``sap_kernels.sap.spectra.eigensolver`` chooses is decided on these numbers.
 
     python benchmarks/bench_eigh_cpu.py --threads 2
 """

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Forward passes of ResNet-18/32x32 (random weights) on the CPU in the caller's (contiguous) and
-in channels-last memory layout, per batch size, in one run: what ``sap_kernels.sap.layout``
+in channels-last memory layout, per batch size, in one run: what ``sap_kernels.sap.runtime.layout``
 decides on. Prints seconds per 1000 samples and the ratio.
 
     python benchmarks/bench_layout_cpu.py --threads 2

@@ -1,4 +1,4 @@
-"""Coarse-to-fine alpha search (``sap.search``) against scoring the whole grid, on score curves
+"""Coarse-to-fine alpha search (``sap.alpha.search``) against scoring the whole grid, on score curves
 of known shape, and through ``choose_alpha``."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The channels-last policy (``sap.layout``): same results, hooks counted once, and a model whose
+"""The channels-last policy (``sap.runtime.layout``): same results, hooks counted once, and a model whose
 code depends on its memory layout keeps the caller's layout."""
 from __future__ import annotations
 

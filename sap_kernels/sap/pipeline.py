@@ -84,7 +84,8 @@ class Resolved:
         return self.collect.parallel
 
 
-def _resolve(s: Settings, given: Optional[Union[torch.Tensor, Iterable[Any]]], val_loader: Optional[Iterable[Any]], layers: Selection, skip: Selection,
+def _resolve(s: Settings, given: Optional[Union[torch.Tensor, Iterable[Any]]], val_loader: Optional[Iterable[Any]],
+             layers: Selection, skip: Selection,
              loss_fn: Optional[PerSample], score_fn: Optional[PerSample], row_mask: Optional[RowMaskFn],
              fmt: BatchFormat, process_group: Optional[ProcessGroup], distributed: Optional[bool]) -> Resolved:
     """Every phase's configuration from the checked settings; the ranks to run on."""
@@ -238,7 +239,7 @@ def project(
         holdout, max_holdout, seed: ``holdout=None`` uses the seeded sample above; a fraction sets
             that share of ``loader`` aside instead, never trusted.
         batch_size, eig_dtype, backend, progress: activation-pass batch, eigendecomposition dtype
-            (default: ``sap.precision``), kernel backend, tqdm bars.
+            (default: ``sap.options.precision``), kernel backend, tqdm bars.
         solver: ``"eigh"``, ``"solve"`` (one alpha: a float64 Cholesky solve per layer, no spectrum)
             or ``"auto"`` (``"solve"`` when ``alpha`` is given and the variant allows it).
         loss_fn, score_fn: per-sample loss (ranking) and score (alpha), ``(output, labels) -> [B]``.
@@ -248,7 +249,7 @@ def project(
         process_group, distributed: under ``torchrun`` each rank passes its shard and all end with the
             single-process weights on the concatenated shards; ``distributed=False``: this process alone.
         mode, location, rounds: the variant (``"sap"``, ``"sgp"``, ``"gpm"``), the side (``"pre"``,
-            ``"post"``, ``"all"``) and repeated rounds (alpha x10 each, composed), ``sap.modes``.
+            ``"post"``, ``"all"``) and repeated rounds (alpha x10 each, composed), ``sap.projection.scaling``.
     Returns:
         ``SAPResult``: ``.model``, ``.alpha``, ``.scores``, ``.layers``, ``.skipped``, ``.rule``,
         ``.warnings``, ``.notices``, ...

@@ -2,7 +2,7 @@
 
 On validation data the model never trained on (labels as noisy as training is fine), the pick is
 the best score smoothed over +-half a decade of alpha, and the unchanged model whenever it scores
-higher (``evaluation.best_alpha``).
+higher (``rules.best_alpha``).
 
 On data the model was trained on and fits (a hold-out of the training loader: the unchanged model
 scores at least ``MEMORISED_SCORE`` there), scores cannot tell alphas apart: every alpha that
@@ -108,14 +108,14 @@ def choose_alpha(
         score_fn: per-sample score ``(output, labels) -> [B]`` (default: accuracy).
         process_group, distributed: under torch.distributed each rank passes its own shard of the
             validation data and every score is summed over the ranks, so every rank picks the same.
-        mode, location: the projection variant and side (``sap_kernels.sap.modes``); for ``"gpm"``
+        mode, location: the projection variant and side (``sap_kernels.sap.projection.scaling``); for ``"gpm"``
             the grid is of energy shares (default ``modes.GPM_SHARES``).
-        refine: search coarse-to-fine (``sap.search``: 8-10 of the 13 default alphas scored) instead
+        refine: search coarse-to-fine (``sap.alpha.search``: 8-10 of the 13 default alphas scored) instead
             of scoring every alpha; None: for the default grid of ``"sap"``/``"sgp"`` only.
         unchanged_score: the unchanged model's mean score on this data (over every rank's shard)
             when already measured, e.g. by the ranking pass (``project`` passes it then): one
             forward pass over the data fewer; None: scored here.
-        projectors: ``apply.projectors_from_spectra(model, spectra, ...)`` when the caller built
+        projectors: ``projection.write.projectors_from_spectra(model, spectra, ...)`` when the caller built
             them already (``project`` writes the pick with the same ones); None: built here.
     Returns:
         ``AlphaChoice``.
@@ -157,7 +157,7 @@ def choose(model: nn.Module, spectra: Spectra, val_loader: Union[Iterable[Any], 
 def search_and_pick(grid: Sequence[float], score: Scorer, refine: bool, memorised: Union[bool, str] = False,
                     chance: float = 0.0) -> AlphaChoice:
     """Score alphas of ``grid`` with ``score`` (every one, or coarse-to-fine when ``refine``;
-    ``sap.search``) and pick one by the rule the unchanged model's score calls for: the one decision
+    ``sap.alpha.search``) and pick one by the rule the unchanged model's score calls for: the one decision
     of ``choose_alpha``, apart from how a score is obtained (``python/alpha_study_report.py``
     replays it on recorded curves)."""
 

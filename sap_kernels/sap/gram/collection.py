@@ -1,6 +1,37 @@
 """Phase 2, ``collect``: run the trusted samples through the model and stream every selected
 layer's input activations into per-stream Grams (``GramCollector``), then describe them as
 ``Statistics``.
+
+The row layout. Each stream's Gram is ``G = R^T R``, one ``[K, K]`` per group, over the rows ``R``
+its layer's calls contribute; a row's columns are in the order of the weight's flattened input
+dim, so that the projection ``W P`` applies to ``W [out, K]`` (per group) as it is:
+
+- ``nn.Linear(in, out)``, stream ``"<name>"``, ``K = in``: every leading position of the input
+  ``[..., in]`` is a row, tokens included. ``Linear(512, 10)`` on ``[32, 512]``: 32 rows of 512;
+  on tokens ``[8, 128, 512]`` with an ``attention_mask`` of 100 real tokens per sample: 800 rows
+  (padding positions are left out, ``row_mask``).
+- ``nn.Conv1d/2d/3d(C, O, k, groups=g)``, stream ``"<name>"``, ``K = C / g * prod(k)``: the im2col
+  patch rows of the input (``F.unfold`` semantics and order: channels, then kernel offsets), one
+  per output position per sample, per group; ``reflect``/``replicate``/``circular`` padding is
+  applied first, as the module does. ``Conv2d(64, 128, 3, padding=1)`` on ``[32, 64, 8, 8]``:
+  ``32 * 8 * 8 = 2048`` rows of 576, never materialised (``ops.conv_gram``); the depthwise
+  ``Conv2d(64, 64, 3, groups=64)``: 64 Grams of ``9 x 9``.
+- ``nn.MultiheadAttention(E)``, streams ``"<name>:q"``, ``":k"``, ``":v"``, ``":out"``, ``K = E``
+  (``kdim``/``vdim`` for separate key/value weights): every token of the query (key, value) is a
+  row of its stream, and every token of the attention output before ``out_proj`` a row of
+  ``":out"``. Self-attention (query is key is value) projects the packed ``in_proj_weight
+  [3E, E]`` with the query's Gram alone; ``out_proj.weight [E, E]`` with ``":out"``.
+- Output side (``location="post"``/``"all"``), stream ``"<name>@post"``, ``K = out / g``: each
+  output position's ``out / g`` channels of its group are a row. ``Linear(512, 10)`` on
+  ``[32, 512]``: 32 rows of 10.
+
+Where that happens: a unit's hooks (``layers.linear_conv``, ``layers.attention``) hand each call's
+input to ``GramCollector.add`` (``gram.collector``), which checks it is finite, scales it by a
+power of two when its magnitude would overflow the Gram, masks padding rows, and adds it through
+the layer kind's sink (``layers.row_sinks``: ``ops.gram`` for rows, ``ops.conv_gram`` for patches;
+the row maths in ``layers.rows``). A stream keeps its raw rows while it has seen no more than
+``K`` of them (they are decomposed through ``R R^T``, ``spectra.eigenpairs``). Under
+torch.distributed every rank collects its own samples and ``gram.merge`` combines them.
 """
 from __future__ import annotations
 
@@ -101,7 +132,7 @@ def collect(
             (none is fine) and every rank ends with the statistics of all of them (see
             ``select_trusted``).
         location: ``"post"``/``"all"`` also collect every Linear/Conv layer's outputs (for
-            output-side projection, ``sap_kernels.sap.modes``).
+            output-side projection, ``sap_kernels.sap.projection.scaling``).
     Returns:
         ``Statistics`` (the same on every rank).
     """

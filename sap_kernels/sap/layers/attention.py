@@ -17,7 +17,7 @@ This unit captures, exactly:
   forward hook accumulates it, applies the real ``out_proj`` and returns what the module would
   have returned. Multiplying by an identity matrix is exact in floating point.
 
-The fused "fast path" kernels are disabled while the Grams are collected (see ``capture``), so
+The fused "fast path" kernels are disabled while the Grams are collected (see ``gram.collector``), so
 that the same code path runs whatever the inputs.
 """
 from __future__ import annotations

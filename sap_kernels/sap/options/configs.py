@@ -150,7 +150,7 @@ class Settings:
     mode: str = "sap"
     location: str = "pre"
     rounds: int = 1
-    refine: bool = False  # coarse-to-fine over the default grid (``sap.search``)
+    refine: bool = False  # coarse-to-fine over the default grid (``sap.alpha.search``)
 
     @property
     def sweeping(self) -> bool:

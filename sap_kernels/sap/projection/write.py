@@ -193,7 +193,7 @@ def apply(
         inplace: write into ``model`` itself; else into a deep copy, returned.
         solver: ``"auto"``/``"solve"`` or ``"eigh"`` (only for ``Statistics``).
         backend: kernel backend for ``ops.scaled_projection``.
-        mode, location: the projection variant and side (``sap_kernels.sap.modes``); ``"gpm"``
+        mode, location: the projection variant and side (``sap_kernels.sap.projection.scaling``); ``"gpm"``
             takes ``alpha`` as the share of energy kept. The Cholesky route serves ``sap`` on the
             input side; the rest decompose.
     Returns:

@@ -2,7 +2,7 @@
 
 A stream holding a Gram is decomposed as a ``[groups, K, K]`` symmetric eigenproblem; a stream
 still holding its rows (``m <= K``) through the ``m x m`` dual problem. Dtypes follow the
-precision policy (``sap_kernels.sap.precision``). A non-finite Gram or spectrum is an error naming
+precision policy (``sap_kernels.sap.options.precision``). A non-finite Gram or spectrum is an error naming
 the layer: weights are never written from a non-finite decomposition.
 """
 from __future__ import annotations
