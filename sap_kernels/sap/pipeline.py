@@ -283,7 +283,6 @@ def _trusted_arg(trusted: Any) -> tuple[str, Optional[Union[torch.Tensor, Iterab
                     f"loader of clean samples; got {trusted!r}")
 
 
-
 def _working_model(model: nn.Module, s: Settings, layers: Selection, skip: Selection) -> tuple[nn.Module, nn.Module]:
     """``(returned, projected)``: the model or its copy, checked to have something to project."""
     check_not_sharded(model)

@@ -60,8 +60,6 @@ class AlphaChoice:
         return smoothed_scores(self.scores)
 
 
-
-
 def _data(val_loader: Union[Iterable[Any], SampleSet], split: batches.Splitter) -> Iterable[tuple[Any, torch.Tensor]]:
     if isinstance(val_loader, SampleSet):
         return val_loader

@@ -1,5 +1,5 @@
 """Projection variants: how each eigen-direction of a Gram is scaled (``mode``), and which side of a
-weight is projected (``location``). One place decides both.
+weight is projected (``location``). Their legal values and the swept grid are in ``options``.
 
 ``mode`` (``e`` the energies of a layer's Gram, ``r = e / sum e``, ``s = sqrt(e)`` the singular
 values of its activations; the swept parameter is ``alpha``, for ``"gpm"`` an energy share):
