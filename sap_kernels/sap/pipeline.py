@@ -3,6 +3,10 @@
 select_trusted -> collect -> (alpha given) apply from the statistics
                           -> (sweep) decompose -> choose_alpha -> apply from the spectra
 
+The arguments are resolved once (``_resolve``) into each phase's frozen configuration
+(``options.configs``); ``routes.route`` names the route taken and ``routes.fuses_phases`` when
+phases 1 and 2 share one pass over the loader.
+
 Every argument is checked before any work; the model is worked on in a copy unless
 ``inplace=True``; weights are written once, at the end, after every projection was computed and
 checked (and restored if the write itself fails).
@@ -336,7 +340,7 @@ def _check_sweep(s: Settings, val_loader: Optional[Iterable[Any]], loss_fn: Opti
 
 def _run(returned: nn.Module, target: nn.Module, loader: Iterable[Any], val_loader: Optional[Iterable[Any]],
          r: Resolved) -> SAPResult:
-    s, ranks = r.settings, r.ranks
+    s, ranks, proj = r.settings, r.ranks, r.projection
     clock, timings = time.perf_counter(), {}
     trusted, stats = _trusted_and_statistics(target, loader, r)
     timings["trusted+activations"] = time.perf_counter() - clock
@@ -345,16 +349,16 @@ def _run(returned: nn.Module, target: nn.Module, loader: Iterable[Any], val_load
     way = route(s)
     if way in ("solve", "eigh"):
         assert s.alpha is not None
-        projectors = projectors_from_statistics(target, stats, s.alpha, way, s.backend, s.eig_dtype, ranks)
+        projectors = projectors_from_statistics(target, stats, s.alpha, way, proj.backend, proj.eig_dtype, ranks)
         source: Union[Spectra, Statistics] = stats
         chosen = s.alpha
     else:
-        source = stats.decompose(eig_dtype=s.eig_dtype, progress=s.progress, release=True,
+        source = stats.decompose(eig_dtype=proj.eig_dtype, progress=s.progress, release=True,
                                  process_group=r.parallel.process_group, distributed=r.parallel.distributed)
         if way == "sweep":
             timings["decompose"] = time.perf_counter() - clock
             clock = time.perf_counter()
-        projectors = projectors_from_spectra(target, source, s.backend, s.mode, s.location)
+        projectors = projectors_from_spectra(target, source, proj.backend, proj.mode, proj.location)
         if way == "sweep":
             choice, validation = _choose(target, source, trusted, val_loader, r, projectors)
             timings["sweep"] = time.perf_counter() - clock
