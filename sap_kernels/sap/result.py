@@ -4,10 +4,15 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import torch
 from torch import nn
+
+from . import batches
+from .distributed import ProcessGroup, resolve_ranks
+from .issues import DEFAULT_RULE, LabelIssues, label_issues_of
+from .issues.rules import Rule
 
 
 @dataclass
@@ -144,3 +149,20 @@ class SAPResult:
         save_model(inner, os.fspath(path))
         with open(os.fspath(path) + ".json", "w") as f:
             json.dump(report_data(self), f, indent=1)
+
+    def label_issues(
+        self, train_loader: Iterable[Any], *, rule: Rule = DEFAULT_RULE, class_names: Optional[Sequence[str]] = None,
+        batch_fn: Optional[batches.Splitter] = None, input_key: Optional[Union[str, Sequence[str]]] = None,
+        label_key: Optional[str] = None, progress: bool = True, process_group: Optional[ProcessGroup] = None,
+        distributed: Optional[bool] = None,
+    ) -> LabelIssues:
+        """Which training labels the corrected model calls wrong: one no-grad pass of ``self.model``
+        over ``train_loader`` (the loader ``project`` was given; a shuffling DataLoader is read in
+        dataset order, so positions are dataset indices), then ``rule`` on the ``[N, C]``
+        probabilities (``sap.issues``). ``batch_fn``/``input_key``/``label_key`` as for ``project``;
+        under torch.distributed each rank passes its shard and every rank gets every sample.
+        """
+        split = batches.make_splitter(batch_fn, input_key, label_key)
+        return label_issues_of(self.model, train_loader, rule=rule, alpha=self.alpha, split=split,
+                               ranks=resolve_ranks(process_group, distributed), expected=self.n_samples or None,
+                               class_names=class_names, progress=progress)
