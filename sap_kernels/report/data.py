@@ -5,6 +5,7 @@ Layout (``report.json``): ``alpha`` (``null`` for the unchanged model), ``scores
 ``n_trusted``, ``timings`` (phase -> seconds), ``skipped`` (list of ``[name, reason]``) and
 ``layers``: per layer ``name``, ``kind``, ``K``, ``groups``, ``rows``, ``method``, ``rank99``
 and ``energies`` (descending, the largest-energy group's, or null without a spectrum).
+Optional: ``label_issues`` (``sap_kernels.report.issues``); a report without it is read as before.
 """
 from __future__ import annotations
 
@@ -47,9 +48,17 @@ def report_data(result: Any) -> dict[str, Any]:
 
 
 def write_json(data: dict[str, Any], directory: Union[str, os.PathLike[str]]) -> str:
+    """``report.json`` in ``directory``, written atomically (a temporary name, then renamed)."""
+    from ..sap.issues.files import atomic_write
+
     path = os.path.join(os.fspath(directory), "report.json")
-    with open(path, "w") as f:
-        json.dump(data, f, indent=1)
+    text = json.dumps(data, indent=1)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    atomic_write(path, write)
     return path
 
 

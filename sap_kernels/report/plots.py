@@ -11,6 +11,8 @@ import math
 import os
 from typing import Any, Optional
 
+from ..sap.issues.files import atomic_write
+
 MAX_PANELS = 24
 
 
@@ -21,6 +23,16 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(plt: Any, fig: Any, path: str) -> str:
+    """Write ``fig`` to ``path`` as PNG (atomic: a temporary name, then renamed) and close it."""
+    try:
+        fig.tight_layout()
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
+    return path
 
 
 def sweep_figure(data: dict[str, Any], path: str) -> Optional[str]:
@@ -44,10 +56,7 @@ def sweep_figure(data: dict[str, Any], path: str) -> Optional[str]:
     ax.set_title(data["validation"] or "alpha sweep", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def _lam(r: list[float], alpha: Optional[float]) -> list[float]:
@@ -80,14 +89,11 @@ def spectra_figure(data: dict[str, Any], path: str) -> Optional[str]:
     for ax in list(axes.flat)[len(layers):]:
         ax.axis("off")
     fig.suptitle("sorted energy shares r (blue, log) and the chosen alpha's lambda (red)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def draw(data: dict[str, Any], directory: str) -> dict[str, Optional[str]]:
-    """Every figure, written into ``directory``; name -> file name (None when not drawn)."""
+    """The SAP figures, written into ``directory``; name -> file name (None when not drawn)."""
     out = {}
     for name, fn in (("alpha_sweep.png", sweep_figure), ("spectra.png", spectra_figure)):
         written = fn(data, os.path.join(directory, name))

@@ -119,14 +119,20 @@ class SAPResult:
     def __repr__(self) -> str:
         return self.summary()
 
-    def save_report(self, directory: Union[str, "os.PathLike[str]"]) -> str:
+    def save_report(self, directory: Union[str, "os.PathLike[str]"], issues: Optional[LabelIssues] = None,
+                    samples: Optional[Iterable[Any]] = None, **split: Any) -> str:
         """Write ``index.html`` (alpha sweep and per-layer spectra as PNG figures, layer and skip
         tables, timings) and ``report.json`` into ``directory``; returns the page's path. Needs
-        matplotlib. Under torch.distributed only rank 0 writes."""
+        matplotlib. Under torch.distributed only rank 0 writes. ``issues=`` (``label_issues``)
+        adds the label-issues section, ``samples=`` (the training loader; ``batch_fn``/
+        ``input_key``/``label_key`` as for ``project``) its grid of the top flagged images
+        (``sap_kernels.report.save_report``)."""
         from ..report import save_report
         from .distributed import is_writer
 
-        return save_report(self, directory) if is_writer() else os.path.join(os.fspath(directory), "index.html")
+        if not is_writer():
+            return os.path.join(os.fspath(directory), "index.html")
+        return save_report(self, directory, issues, samples, **split)
 
     def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
         """Write the corrected model's weights to ``path`` (safetensors; tied weights once, as
