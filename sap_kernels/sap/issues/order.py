@@ -11,6 +11,10 @@ its pass order is no position at all. The rule, decided here once:
   are those dataset indices;
 - any other iterable (a list of batches, a generator, a ``DataLoader`` over an
   ``IterableDataset``) has no index to sort by: positions are the order it yields, 0, 1, ...
+
+Under torch.distributed, a ``DistributedSampler``'s indices are already indices of the one data
+set all ranks share; any other loader is a rank's own shard, and its positions are offset by the
+sizes of the lower ranks' shards (``span``), as if the shards were concatenated, rank 0 first.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 
 # Batch size for re-reading a DataLoader that was built with a custom batch_sampler.
 DEFAULT_BATCH = 256
@@ -32,11 +36,15 @@ class OrderedSource:
     indices: int64 ``[n]`` dataset index of each sample read (in read order), or None when the
         positions are the read order itself.
     reordered: True when the loader shuffles and was re-read in index order.
+    shared: the indices are of a data set every rank shares (a ``DistributedSampler``).
+    span: how many positions this loader's data set takes (its length), None for pass order.
     """
 
     batches: Iterable[Any]
     indices: Optional[torch.Tensor]
     reordered: bool
+    shared: bool = False
+    span: Optional[int] = None
 
 
 def sampler_indices(loader: DataLoader[Any]) -> torch.Tensor:
@@ -73,6 +81,8 @@ def in_dataset_order(loader: Iterable[Any]) -> OrderedSource:
     if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
         return OrderedSource(loader, None, False)
     indices = sampler_indices(loader)
+    shared = isinstance(loader.sampler, DistributedSampler)
+    span = len(loader.dataset)  # type: ignore[arg-type]
     if not _is_shuffled(loader, indices):
-        return OrderedSource(_reread(loader, indices) if loader.drop_last else loader, indices, False)
-    return OrderedSource(_reread(loader, indices), indices, True)
+        return OrderedSource(_reread(loader, indices) if loader.drop_last else loader, indices, False, shared, span)
+    return OrderedSource(_reread(loader, indices), indices, True, shared, span)

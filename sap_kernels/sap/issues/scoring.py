@@ -20,7 +20,7 @@ from ..distributed import Ranks, agreed
 from ..guards import eval_modes
 from ..objective import class_labels, logits_of
 from ..wrappers import device_of, unwrap
-from .order import in_dataset_order
+from .order import OrderedSource, in_dataset_order
 
 
 @dataclass(frozen=True)
@@ -88,11 +88,16 @@ def _positions(indices: Optional[torch.Tensor], n: int, what: str) -> torch.Tens
 
 
 def _gather(ranks: Ranks, positions: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor,
-            by_index: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every rank's rows; pass-order positions are offset so that rank 0's samples come first."""
+            source: OrderedSource) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every rank's rows. Positions in a shared data set stay; a rank's own shard's positions are
+    offset by the lower ranks' spans (``order``), so that rank 0's samples come first."""
     pos = ranks.gather_rows(positions)
-    if not by_index:
-        offsets = torch.tensor([0] + [int(p.numel()) for p in pos[:-1]]).cumsum(0).tolist()
+    shared = ranks.all_gather_ints(int(source.shared))
+    if len(set(shared)) > 1:
+        raise ValueError("some ranks read the training data through a DistributedSampler and some do not")
+    if not shared[0]:
+        span = int(positions.numel()) if source.span is None else source.span
+        offsets = torch.tensor([0] + ranks.all_gather_ints(span)[:-1]).cumsum(0).tolist()
         pos = [p + o for p, o in zip(pos, offsets)]
     return torch.cat(pos), torch.cat(ranks.gather_rows(labels)), torch.cat(ranks.gather_rows(probs))
 
@@ -121,7 +126,7 @@ def score_samples(model: nn.Module, loader: Iterable[Any], split: batches.Splitt
     y = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64)
     pos = _positions(source.indices, int(y.numel()), what)
     if ranks is not None:
-        pos, y, p = _gather(ranks, pos, y, p, source.indices is not None)
+        pos, y, p = _gather(ranks, pos, y, p, source)
     return _sorted_unique(pos, y, p, source.reordered, what)
 
 
