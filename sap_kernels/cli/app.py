@@ -1,4 +1,4 @@
-"""The ``sap-kernels`` program: ``project``, ``report`` and ``demo``; :func:`main` runs it."""
+"""The ``sap-kernels`` program: ``project``, ``issues``, ``report`` and ``demo``; :func:`main` runs it."""
 from __future__ import annotations
 
 import sys
@@ -8,6 +8,7 @@ import typer
 
 from ..demo.cli import demo
 from .common import PROG, CLIError, VariadicCommand, one_line_errors
+from .issues import issues
 from .project import project
 
 app = typer.Typer(
@@ -40,6 +41,8 @@ def report(directory: DirArg) -> None:
 
 app.command("project", cls=VariadicCommand,
             short_help="repair a model named by entry points; write the corrected weights")(project)
+app.command("issues", cls=VariadicCommand,
+            short_help="find the wrong training labels with the repaired model; write them as CSV")(issues)
 app.command("report", short_help="draw a saved report page again from its report.json")(report)
 app.command("demo", cls=VariadicCommand,
             short_help="SAP on noisy scikit-learn digits vs fine-tuning and retraining (about a minute)")(demo)
@@ -57,7 +60,8 @@ def exit_status(code: object) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``sap-kernels`` on ``argv`` (default ``sys.argv[1:]``); returns the exit status
-    (0 done, 2 a usage error or an error reported in one line, as for ``--help``-less calls)."""
+    (0 done, 2 a usage error or an error in what was given, reported in one line, as for
+    ``--help``-less calls; 1 a run that could not write its results)."""
     try:
         app(args=list(sys.argv[1:] if argv is None else argv), prog_name=PROG)
     except SystemExit as exc:

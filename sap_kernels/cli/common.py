@@ -4,33 +4,44 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import tempfile
 from typing import Any, Iterator, NoReturn
 
 import typer
 from typer.core import TyperCommand
 
 PROG = "sap-kernels"
-# Exit status of every error the command line reports itself (as click does for usage errors).
+# Exit status of every error in what the command was given (as click does for usage errors).
 EXIT_ERROR = 2
+# Exit status of a run that was given what it needs but could not finish (writing its results).
+EXIT_FAILURE = 1
 
 
 class CLIError(Exception):
     """An error the command line reports as one line on stderr (exit status 2), no traceback."""
 
+    status = EXIT_ERROR
 
-def fail(command: str, message: str) -> NoReturn:
-    """Print ``sap-kernels <command>: error: <message>`` on stderr and exit with status 2."""
+
+class RunFailure(CLIError):
+    """A failure after the work started (a result that cannot be written): one line, status 1."""
+
+    status = EXIT_FAILURE
+
+
+def fail(command: str, message: str, status: int = EXIT_ERROR) -> NoReturn:
+    """Print ``sap-kernels <command>: error: <message>`` on stderr and exit with ``status``."""
     typer.echo(f"{PROG} {command}: error: {message}", err=True)
-    raise typer.Exit(EXIT_ERROR)
+    raise typer.Exit(status)
 
 
 @contextlib.contextmanager
 def one_line_errors(command: str) -> Iterator[None]:
-    """Turn a :class:`CLIError` raised inside the block into :func:`fail`."""
+    """Turn a :class:`CLIError` raised inside the block into :func:`fail` with its status."""
     try:
         yield
     except CLIError as exc:
-        fail(command, " ".join(str(exc).split()) or type(exc).__name__)
+        fail(command, " ".join(str(exc).split()) or type(exc).__name__, exc.status)
 
 
 def require_matplotlib(option: str) -> None:
@@ -48,6 +59,36 @@ def prepare_output_file(path: str, option: str) -> None:
         raise CLIError(f"{option} {path}: cannot create {parent}: {exc.strerror or exc}") from exc
     if os.path.isdir(path):
         raise CLIError(f"{option} {path} is a directory; give a file name (e.g. corrected.safetensors)")
+
+
+def _probe(folder: str, what: str) -> None:
+    """Create and remove a file in ``folder``: the one sure test that a file can be written there."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".sap-kernels-probe-", dir=folder)
+    except OSError as exc:
+        raise CLIError(f"{what}: cannot write in {folder}: {exc.strerror or exc}") from exc
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_writable_file(path: str, option: str) -> None:
+    """Fail now, before any work, when ``path`` cannot be written: its directory is created and a
+    file is written there and removed; an existing ``path`` must be writable."""
+    prepare_output_file(path, option)
+    _probe(os.path.dirname(os.path.abspath(path)), f"{option} {path}")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise CLIError(f"{option} {path}: the file exists and is not writable")
+
+
+def check_writable_dir(path: str, option: str) -> None:
+    """Fail now when the directory ``path`` cannot be created or written in."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CLIError(f"{option} {path} is a file; give a directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"{option} {path}: cannot create it: {exc.strerror or exc}") from exc
+    _probe(path, f"{option} {path}")
 
 
 def _is_option(token: str) -> bool:

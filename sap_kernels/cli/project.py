@@ -138,15 +138,35 @@ def _alpha_text(alpha: float) -> str:
     return "inf (model unchanged)" if math.isinf(alpha) else f"{alpha:.4g}"
 
 
+def prepare(alpha: Optional[float], alphas: Optional[list[float]], n_trusted: Optional[str],
+            class_balanced: Optional[bool], trusted: Ranking, layers: Optional[list[str]], skip: Optional[list[str]],
+            skip_head: bool, label_key: Optional[str], input_key: Optional[str], threads: Optional[int], seed: int,
+            quiet: bool) -> dict[str, Any]:
+    """What every command running ``project`` does with its shared options first: ``project``'s
+    keyword arguments, torch's thread count, torch's generator seeded with ``seed``."""
+    options = project_options(alpha, alphas, n_trusted, class_balanced, trusted, layers, skip, skip_head,
+                              label_key, input_key, seed, quiet)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    return options
+
+
+def load_and_project(model_spec: str, data_spec: str, weights: Optional[str],
+                     options: dict[str, Any]) -> tuple[SAPResult, Iterable[Any]]:
+    """The entry points' model (with ``--weights``) and loaders, repaired: ``(result, train_loader)``."""
+    model = load_model(model_spec, weights)
+    train, val = build_loaders(data_spec)
+    return _project(model, train, val, options), train
+
+
 def run_project(model_spec: str, data_spec: str, weights: Optional[str], out: str, report: Optional[str],
                 options: dict[str, Any], quiet: bool) -> None:
     """Load, repair, write; every message but errors goes to stdout unless ``quiet``."""
     prepare_output_file(out, "--out")
     if report is not None:
         require_matplotlib("--report")
-    model = load_model(model_spec, weights)
-    train, val = build_loaders(data_spec)
-    result = _project(model, train, val, options)
+    result, _ = load_and_project(model_spec, data_spec, weights, options)
     if not quiet:
         typer.echo(result.summary())
     try:
@@ -190,9 +210,6 @@ def project(
     refuses) are one line on stderr, exit status 2.
     """
     with one_line_errors("project"):
-        options = project_options(alpha, alphas, n_trusted, class_balanced, trusted, layers, skip, skip_head,
-                                  label_key, input_key, seed, quiet)
-        if threads is not None:
-            torch.set_num_threads(threads)
-        torch.manual_seed(seed)
+        options = prepare(alpha, alphas, n_trusted, class_balanced, trusted, layers, skip, skip_head, label_key,
+                          input_key, threads, seed, quiet)
         run_project(model, data, weights, out, report, options, quiet)
