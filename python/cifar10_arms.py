@@ -141,11 +141,11 @@ def package_issues_arm(cell: Cell, plain: sap_kernels.SAPResult, plain_seconds: 
     t0 = time.perf_counter()
     issues = plain.label_issues(cell.loader(cell.x, cell.noisy), progress=False)
     detect_seconds = time.perf_counter() - t0
-    order = np.asarray(issues.positions, dtype=np.int64)
+    order = torch.as_tensor(issues.positions).cpu().numpy().astype(np.int64)
     flagged = np.zeros(len(cell.noisy), dtype=bool)
-    flagged[order] = np.asarray(issues.is_issue, dtype=bool)
+    flagged[order] = torch.as_tensor(issues.is_issue).cpu().numpy().astype(bool)
     quality = np.empty(len(cell.noisy))
-    quality[order] = np.asarray(issues.label_quality, dtype=np.float64)
+    quality[order] = torch.as_tensor(issues.label_quality).cpu().double().numpy()
     det = detection_scores((cell.noisy != cell.clean).cpu().numpy(), quality, flagged)
     acc, retrain_seconds = retrain_kept(cell, flagged)
     return {"test_acc": acc, "detect_seconds": detect_seconds + plain_seconds,
