@@ -27,6 +27,7 @@ from cifar10_arms import (
     finetune_arm,
     insample_cleanlab_arm,
     package_issues_arm,
+    package_rules_arm,
     project_arm,
     train_fresh,
     vanilla_record,
@@ -34,8 +35,8 @@ from cifar10_arms import (
 from cifar10_setup import SCALES, Records, Scale, SeedData, label_sets, load_data
 from cifar10_summary import summarize
 
-ARMS = ("vanilla", "sap_plain", "sap_val", "finetune", "cleanlab_insample", "package_issues", "cleanlab_cv",
-        "retrain_clean")
+ARMS = ("vanilla", "sap_plain", "sap_val", "finetune", "cleanlab_insample", "package_issues", "package_rules",
+        "cleanlab_cv", "retrain_clean")
 log = logging.getLogger("cifar10")
 
 
@@ -89,7 +90,7 @@ def run_cell(args: argparse.Namespace, scale: Scale, sd: SeedData, name: str, se
     if "vanilla" in todo:
         emit("vanilla", vanilla_record(cell, vanilla, v_seconds))
     plain = None
-    if {"sap_plain", "finetune", "package_issues"} & set(todo):
+    if {"sap_plain", "finetune", "package_issues", "package_rules"} & set(todo):
         rec, plain = project_arm(cell, vanilla, with_val=False)
         if "sap_plain" in todo:
             emit("sap_plain", rec)
@@ -101,6 +102,8 @@ def run_cell(args: argparse.Namespace, scale: Scale, sd: SeedData, name: str, se
         emit("cleanlab_insample", insample_cleanlab_arm(cell, vanilla, v_seconds))
     if "package_issues" in todo and plain is not None:
         emit("package_issues", package_issues_arm(cell, plain, rec["seconds"]))
+    if "package_rules" in todo and plain is not None:
+        emit("package_rules", package_rules_arm(cell, vanilla, plain))
     if "cleanlab_cv" in todo:
         emit("cleanlab_cv", cv_cleanlab_arm(cell))
     if "retrain_clean" in todo:

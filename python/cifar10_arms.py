@@ -150,3 +150,31 @@ def package_issues_arm(cell: Cell, plain: sap_kernels.SAPResult, plain_seconds: 
     acc, retrain_seconds = retrain_kept(cell, flagged)
     return {"test_acc": acc, "detect_seconds": detect_seconds + plain_seconds,
             "seconds": detect_seconds + plain_seconds + retrain_seconds, "detect_trainings": 0, "trainings": 1, **det}
+
+
+def _rule_scores(cell: Cell, probs: torch.Tensor) -> dict[str, dict[str, float]]:
+    """Detection of every flagging rule of the package on one ``[N, C]`` probability table."""
+    from sap_kernels.sap.issues.rules import RULES, flag, self_confidence
+
+    labels = cell.noisy.cpu()
+    probs = probs.cpu()
+    wrong = (cell.noisy != cell.clean).cpu().numpy()
+    quality = self_confidence(labels, probs).double().numpy()
+    return {r: detection_scores(wrong, quality, flag(labels, probs, r).numpy()) for r in RULES}
+
+
+def package_rules_arm(cell: Cell, vanilla: nn.Module, plain: sap_kernels.SAPResult) -> dict[str, Any]:
+    """How the flagging rule and the alpha matter: every rule on the plain call's probabilities, and
+    every rule plus test accuracy at each alpha of the default grid (the phases, one decomposition)."""
+    t0 = time.perf_counter()
+    loader = cell.loader(cell.x, cell.noisy)
+    at_pick = _rule_scores(cell, plain.label_issues(loader, progress=False).probabilities)
+    trusted = sap_kernels.select_trusted(vanilla, loader, progress=False)
+    spectra = sap_kernels.collect(vanilla, trusted, progress=False).decompose()
+    curve = []
+    for a in [10 ** (k / 2) for k in range(13)]:
+        m = sap_kernels.apply(vanilla, spectra, a)
+        probs = torch.cat([predict_proba(m, xb) for xb in cell.x.split(256)])
+        curve.append({"alpha": a, "test_acc": cell.test_acc(m), "rules": _rule_scores(cell, probs)})
+    return {"seconds": time.perf_counter() - t0, "trainings": 0, "alpha": float(plain.alpha), "rules": at_pick,
+            "curve": curve}
