@@ -39,9 +39,16 @@ def run():
     return res, issues, train, x
 
 
-def test_section_files_json_and_page(run, tmp_path):
+@pytest.fixture(scope="module")
+def saved(run, tmp_path_factory):
     res, issues, train, _ = run
-    page = res.save_report(tmp_path, issues=issues, samples=train)
+    directory = tmp_path_factory.mktemp("report")
+    return directory, res.save_report(directory, issues=issues, samples=train)
+
+
+def test_section_files_json_and_page(run, saved):
+    _, issues, _, _ = run
+    tmp_path, page = saved
     files = {p.name for p in tmp_path.iterdir()}
     assert {"index.html", "report.json", "label_issues_pairs.png", "label_issues_samples.png", GRID_FILE} <= files
     assert not [f for f in files if f.startswith(".tmp-")]
@@ -67,9 +74,8 @@ def test_grid_holds_the_flagged_positions_inputs_from_a_shuffling_loader(run):
     assert torch.equal(samples.images, x[samples.positions])
 
 
-def test_redraw_from_report_json_and_the_saved_samples(run, tmp_path):
-    res, issues, train, _ = run
-    res.save_report(tmp_path, issues=issues, samples=train)
+def test_redraw_from_report_json_and_the_saved_samples(saved, tmp_path):
+    shutil.copytree(saved[0], tmp_path, dirs_exist_ok=True)  # the shared report stays as it was
     for name in ("index.html", "label_issues_pairs.png", "label_issues_samples.png"):
         (tmp_path / name).unlink()
     render_report(tmp_path)
@@ -77,7 +83,10 @@ def test_redraw_from_report_json_and_the_saved_samples(run, tmp_path):
     assert (tmp_path / "label_issues_samples.png").exists() and (tmp_path / "label_issues_pairs.png").exists()
     assert "<h2>Label issues</h2>" in html
     (tmp_path / GRID_FILE).unlink()  # without the samples file the page is still drawn, without the grid
+    (tmp_path / "label_issues_samples.png").unlink()
     render_report(tmp_path)
+    assert not (tmp_path / "label_issues_samples.png").exists() and "<h2>Label issues</h2>" in (
+        tmp_path / "index.html").read_text()
 
 
 def test_old_report_without_the_section_is_drawn_as_before(run, tmp_path):
