@@ -6,7 +6,8 @@ numbers where none were given), ``notices``, ``pair_counts`` (``[C][C]`` flagged
 given row, predicted column), ``top_pairs`` (``[given, predicted, count]``, most frequent
 first), ``top`` (the ``TOP_ROWS`` least likely labels: ``[position, given, predicted,
 label_quality, is_issue]``, class indices) and ``grid`` (``{"file": name or null, "positions":
-[...], "why": text}``: the grid of the top flagged samples' inputs, or why there is none).
+[...], "why": text}``: the grid of the top flagged samples' inputs, or why there is none) and
+``labels`` (position -> ``[given, predicted]`` for the grid's samples, for its titles).
 
 The inputs are not part of ``LabelIssues``: they are read again from the training loader
 (``samples=``) in dataset order (``sap.issues.order``), only for the positions drawn, and kept
@@ -45,7 +46,7 @@ def _image_like(x: Any) -> str:
     """Empty when ``x`` is a batch of images ``[B, C, H, W]`` with C in {1, 3}, else why not."""
     if not isinstance(x, torch.Tensor):
         return f"the inputs are {type(x).__name__} batches, not image tensors [B, C, H, W]"
-    if x.dim() != 4 or x.shape[1] not in (1, 3) or not x.is_floating_point() and x.dtype != torch.uint8:
+    if x.dim() != 4 or x.shape[1] not in (1, 3) or not (x.is_floating_point() or x.dtype == torch.uint8):
         return f"the inputs have shape {list(x.shape[1:])} per sample ({x.dtype}), not an image [C, H, W] with C 1 or 3"
     return ""
 
