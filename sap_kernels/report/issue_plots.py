@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import torch
 
+from ..file_sets import FileSet
 from .plots import _pyplot, save_figure
 
 PAIRS_FILE = "label_issues_pairs.png"
@@ -20,7 +21,7 @@ MAX_HEATMAP_CLASSES = 40
 GRID_COLUMNS = 8
 
 
-def pairs_figure(section: dict[str, Any], path: str) -> Optional[str]:
+def pairs_figure(section: dict[str, Any], path: str, files: Optional[FileSet] = None) -> Optional[str]:
     """The heat map, or None when nothing was flagged or there are too many classes to read it."""
     counts = section["pair_counts"]
     c = len(counts)
@@ -43,7 +44,7 @@ def pairs_figure(section: dict[str, Any], path: str) -> Optional[str]:
     ax.set_ylabel("given label")
     ax.set_title(f"{section['n_issues']} flagged labels, given -> predicted", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    return save_figure(plt, fig, path)
+    return save_figure(plt, fig, path, files)
 
 
 def _as_image(x: torch.Tensor) -> Any:
@@ -54,7 +55,8 @@ def _as_image(x: torch.Tensor) -> Any:
     return x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
 
 
-def samples_figure(section: dict[str, Any], images: Optional[torch.Tensor], path: str) -> Optional[str]:
+def samples_figure(section: dict[str, Any], images: Optional[torch.Tensor], path: str,
+                   files: Optional[FileSet] = None) -> Optional[str]:
     """The grid of the top flagged samples, or None without images."""
     positions = section["grid"]["positions"]
     if images is None or not positions:
@@ -73,4 +75,4 @@ def samples_figure(section: dict[str, Any], images: Optional[torch.Tensor], path
         text = f"#{pos}" if given is None else f"#{pos}\n{names[given]} -> {names[predicted]}"
         ax.set_title(text, fontsize=7)
     fig.suptitle("flagged samples, most likely wrong first (given -> predicted)", fontsize=9)
-    return save_figure(plt, fig, path)
+    return save_figure(plt, fig, path, files)

@@ -22,9 +22,9 @@ from typing import Any, Iterable, Optional
 
 import torch
 
+from ..file_sets import FileSet, write_file
 from ..sap import batches
 from ..sap.issues import LabelIssues
-from ..sap.issues.files import atomic_write
 from ..sap.issues.order import in_dataset_order
 
 TOP_ROWS = 20
@@ -111,14 +111,14 @@ def _grid_rows(issues: LabelIssues, samples: Optional[Samples]) -> list[int]:
     return [where[p] for p in samples.positions if p in where]
 
 
-def save_samples(samples: Samples, directory: str) -> None:
-    """``GRID_FILE`` in ``directory`` (atomic), when there are images to draw."""
+def save_samples(samples: Samples, directory: str, files: Optional[FileSet] = None) -> None:
+    """``GRID_FILE`` in ``directory`` (as part of ``files``, or on its own), when there are images."""
     if samples.images is None:
         return
     from safetensors.torch import save_file
 
     body = {"images": samples.images.contiguous(), "positions": torch.tensor(samples.positions, dtype=torch.int64)}
-    atomic_write(os.path.join(directory, GRID_FILE), lambda tmp: save_file(body, tmp))
+    write_file(os.path.join(directory, GRID_FILE), lambda tmp: save_file(body, tmp), files)
 
 
 def load_samples(directory: str, section: dict[str, Any]) -> Optional[torch.Tensor]:

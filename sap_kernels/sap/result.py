@@ -139,12 +139,14 @@ class SAPResult:
         ``safetensors.torch.save_model`` does) and the report's data to ``path + ".json"``.
 
         Load them back with ``safetensors.torch.load_model(model, path)``. Under torch.distributed
-        only rank 0 writes (every rank holds the same weights).
+        only rank 0 writes (every rank holds the same weights). The two files are written as a set
+        (``sap_kernels.file_sets``): a failure leaves the old pair, and is an ``OSError`` naming ``path``.
         """
         import json
 
         from safetensors.torch import save_model
 
+        from ..file_sets import FileSet, write_text
         from ..report.data import report_data
         from .distributed import is_writer
         from .wrappers import unwrap
@@ -152,9 +154,10 @@ class SAPResult:
         if not is_writer():
             return
         inner, _ = unwrap(self.model)
-        save_model(inner, os.fspath(path))
-        with open(os.fspath(path) + ".json", "w") as f:
-            json.dump(report_data(self), f, indent=1)
+        target, text = os.fspath(path), json.dumps(report_data(self), indent=1)
+        with FileSet() as files:  # both files or neither: the old pair stays on any failure
+            files.write(target, lambda tmp: save_model(inner, tmp))
+            files.write(target + ".json", lambda tmp: write_text(tmp, text))
 
     def label_issues(
         self, train_loader: Iterable[Any], *, rule: Rule = DEFAULT_RULE, class_names: Optional[Sequence[str]] = None,
