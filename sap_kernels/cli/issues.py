@@ -65,6 +65,8 @@ def _label_issues(result: SAPResult, train: Iterable[Any], rule: IssueRule, opti
         return result.label_issues(train, rule=rule.value, **{k: options[k] for k in keys})
     except (ValueError, TypeError, ImportError) as exc:  # a loader or rule the pass refuses, by name
         raise CLIError(str(exc)) from exc
+    except KeyError as exc:
+        raise shared.key_error(exc, options) from exc
 
 
 def _write(result: SAPResult, issues: LabelIssues, train: Iterable[Any], out: str, issues_file: Optional[str],
@@ -113,7 +115,8 @@ def issues(
     samples for image inputs). Every output is checked writable before the work starts.
 
     Errors in what was given (entry points, options, an output that cannot be written) are one line
-    on stderr, exit status 2; results that cannot be written after the work, one line, status 1.
+    on stderr, exit status 2; failures after the work started (an error raised by the --model or
+    --data callable, results that cannot be written), one line, status 1; --debug shows the traceback.
     """
     with one_line_errors("issues"):
         options = shared.prepare(alpha, alphas, n_trusted, class_balanced, trusted, layers, skip, skip_head, label_key,
