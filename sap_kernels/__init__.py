@@ -26,10 +26,12 @@ from .sap import (
     project,
     select_trusted,
 )
+from .sap.find_issues import find_label_issues
+from .sap.issues.label_issues import LabelIssues
 from .version import __version__
 
 __all__ = [
-    "AlphaChoice", "LayerReport", "NonFiniteActivation", "NonFiniteStatistics", "Plan", "PlannedLayer",
+    "AlphaChoice", "LabelIssues", "LayerReport", "NonFiniteActivation", "NonFiniteStatistics", "Plan", "PlannedLayer",
     "SAPResult", "SampleSet", "Shared", "Spectra", "Statistics", "TrustedSet", "apply", "choose_alpha",
-    "collect", "ops", "plan", "project", "select_trusted", "__version__",
+    "collect", "find_label_issues", "ops", "plan", "project", "select_trusted", "__version__",
 ]

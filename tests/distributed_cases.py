@@ -121,6 +121,36 @@ def failing(rank: int) -> dict[str, Any]:
     return {"raised": None}
 
 
+def _issues_summary(li: sap_kernels.LabelIssues) -> dict[str, Any]:
+    return {"positions": li.positions, "labels": li.given_labels, "probs": li.probabilities, "flags": li.is_issue}
+
+
+def issues_single() -> dict[str, Any]:
+    """Label issues on one process: the corrected model scores all samples."""
+    c = _case("fixed")
+    loader = _loader(c["x"], c["y"])
+    res = sap_kernels.project(c["model"], loader, progress=False, distributed=False, **c["opts"])
+    return _issues_summary(res.label_issues(loader, progress=False, distributed=False))
+
+
+def issues_sharded(rank: int) -> dict[str, Any]:
+    """Label issues from each rank's uneven shard (positions in the concatenated shards)."""
+    c = _case("fixed")
+    loader = _loader(_shard(c["x"], rank, SPLIT), _shard(c["y"], rank, SPLIT))
+    res = sap_kernels.project(c["model"], loader, progress=False, **c["opts"])
+    return _issues_summary(res.label_issues(loader, progress=False))
+
+
+def issues_sampler() -> dict[str, Any]:
+    """A shuffling DistributedSampler over the whole data set: positions are dataset indices."""
+    c = _case("fixed")
+    ds = TensorDataset(c["x"].double(), c["y"])
+    sampler = torch.utils.data.DistributedSampler(ds, shuffle=True, seed=5)
+    loader = DataLoader(ds, batch_size=8, sampler=sampler)
+    res = sap_kernels.project(c["model"], loader, progress=False, **c["opts"])
+    return _issues_summary(res.label_issues(loader, progress=False))
+
+
 def worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     """Spawned process: join the group, run every case, save what it got."""
     torch.set_num_threads(1)
@@ -128,6 +158,7 @@ def worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     results: dict[str, Any] = {}
     runs: list[tuple[str, Callable[[], dict[str, Any]]]] = [(n, lambda n=n: sharded(n, rank)) for n in CASES]
     runs.append(("failing", lambda: failing(rank)))
+    runs += [("issues", lambda: issues_sharded(rank)), ("issues_sampler", issues_sampler)]
     try:
         for name, fn in runs:
             try:

@@ -320,20 +320,25 @@ _DIST_SCRIPT = textwrap.dedent("""
     val = TensorDataset(torch.randn(20, 6, generator=g), torch.randint(0, 3, (20,), generator=g))
     shard = lambda ds: DataLoader(ds, batch_size=5, sampler=DistributedSampler(ds, 2, rank, shuffle=False))
     outcome = run_sap(model, shard(data), shard(val), dict(alphas=[1.0, 10.0, 100.0], n_trusted=40,
-                                                          progress=False))
+                                                          progress=False), issues_rule="argmax")
+    issues = outcome.label_issues
     errors = []
     try:
         run_sap(model, shard(data), None, dict(alpha=10.0, layers=["no_such_layer"], progress=False))
     except Exception as exc:
         errors.append(type(exc).__name__ + ": " + str(exc)[:200])
     torch.save(dict(start=start, final=model.state_dict(), metrics=outcome.metrics,
-                    has_result=outcome.result is not None, errors=errors), os.path.join(out, f"rank{rank}.pt"))
+                    has_result=outcome.result is not None, errors=errors,
+                    issues=(issues.positions, issues.given_labels, issues.is_issue, issues.probabilities)),
+               os.path.join(out, f"rank{rank}.pt"))
     if rank == 0:  # what project() gives rank 0's model on the whole, unsharded data
         ref = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
         ref.load_state_dict(start)
         res = sap_kernels.project(ref, DataLoader(data, batch_size=5), val_loader=DataLoader(val, batch_size=5),
                                   alphas=[1.0, 10.0, 100.0], n_trusted=40, progress=False, distributed=False)
-        torch.save(dict(weights=res.model.state_dict(), alpha=res.alpha), os.path.join(out, "expected.pt"))
+        li = res.label_issues(DataLoader(data, batch_size=5), rule="argmax", progress=False, distributed=False)
+        torch.save(dict(weights=res.model.state_dict(), alpha=res.alpha, is_issue=li.is_issue),
+                   os.path.join(out, "expected.pt"))
     dist.destroy_process_group()
 """)
 
@@ -358,7 +363,62 @@ def test_distributed_rank0_computes_and_every_rank_ends_identical(tmp_path):
     assert r0["has_result"] and not r1["has_result"]
     assert r0["metrics"] == r1["metrics"] and r0["metrics"]["sap/alpha"] == expected["alpha"]
     assert r0["metrics"]["sap/n_trusted"] == 40.0
+    # label issues: computed once on rank 0 over the whole dataset, every rank holds them.
+    for a, b in zip(r0["issues"], r1["issues"]):
+        assert torch.equal(a, b)
+    assert torch.equal(r0["issues"][0], torch.arange(40)) and torch.equal(r0["issues"][2], expected["is_issue"])
+    assert r0["metrics"]["sap/label_issues"] == float(expected["is_issue"].sum())
     # A failure on rank 0 raises on both ranks (rank 1 learns of it instead of waiting).
     assert r0["errors"] and r0["errors"][0].startswith("ValueError") and "no_such_layer" in r0["errors"][0]
     assert r1["errors"] and r1["errors"][0].startswith("RuntimeError: SAP failed on rank 0")
     assert not math.isnan(r0["metrics"]["sap/alpha"])
+
+
+# ----------------------------------------------------------------------------- label issues
+
+
+def test_label_issues_option_is_checked_at_construction():
+    pytest.importorskip("lightning")
+    from sap_kernels.integrations.lightning import SAPCallback
+
+    with pytest.raises(ValueError, match="label_issues"):
+        SAPCallback(label_issues="vote")
+    assert SAPCallback(label_issues=True).issues_rule == "confident_learning"
+    assert SAPCallback().issues_rule is None and SAPCallback().label_issues is None
+
+
+def test_lightning_callback_returns_label_issues_in_dataset_order(tmp_path):
+    pl = pytest.importorskip("lightning.pytorch")
+    from sap_kernels.integrations.lightning import SAPCallback
+
+    Tiny = _lit_module()
+    torch.manual_seed(0)
+    module = Tiny()
+    data = TensorDataset(*_data(48, 1))
+    train = DataLoader(data, batch_size=8, shuffle=True)
+    sap = SAPCallback(alpha=10.0, n_trusted=24, progress=False, label_issues=True, report_dir=tmp_path / "report")
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=2, logger=False, callbacks=[sap], enable_progress_bar=False,
+                         enable_checkpointing=False, enable_model_summary=False)
+    trainer.fit(module, train)
+    issues = sap.label_issues
+    assert issues is not None and torch.equal(issues.positions, torch.arange(48))
+    assert torch.equal(issues.given_labels, data.tensors[1])  # read in dataset order, not the shuffled one
+    want = sap.result.label_issues(DataLoader(data, batch_size=8), progress=False)  # the corrected module itself
+    assert torch.equal(issues.is_issue, want.is_issue) and torch.allclose(issues.probabilities, want.probabilities)
+    assert sap.metrics["sap/label_issues"] == float(issues.n_issues)
+    section = json.loads((tmp_path / "report" / "report.json").read_text())["label_issues"]
+    assert section["n_samples"] == 48 and "not an image" in section["grid"]["why"]
+
+
+def test_hf_callback_returns_label_issues_on_collator_batches(tmp_path, hf_text):
+    from sap_kernels.integrations.transformers import SAPCallback
+
+    sap = SAPCallback(alpha=100.0, n_trusted=8, progress=False, label_issues="argmax")
+    trainer = _hf_trainer(tmp_path, hf_text, [sap])
+    trainer.train()
+    issues = sap.label_issues
+    assert issues is not None and len(issues) == 16 and issues.rule == "argmax"
+    assert torch.equal(issues.positions, torch.arange(16))
+    assert issues.given_labels.tolist() == [f["label"] for f in hf_text[1]]
+    assert torch.equal(issues.is_issue, issues.predicted_labels != issues.given_labels)
+    assert [h["sap/label_issues"] for h in trainer.state.log_history if "sap/alpha" in h] == [float(issues.n_issues)]

@@ -11,8 +11,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "sap_kernels"
 SAP = "sap_kernels.sap"
 # The method's packages, lowest first: a module may import its own package and the ones before it.
-# The entry points (``sap/*.py``: pipeline, planning, routes, result, __init__) may import any.
-LAYERS = ["options", "data", "runtime", "layers", "trusted", "spectra", "gram", "projection", "alpha"]
+# The entry points (``sap/*.py``: pipeline, planning, routes, result, find_issues, __init__) may import any.
+LAYERS = ["options", "data", "runtime", "layers", "trusted", "spectra", "gram", "projection", "alpha", "issues"]
 
 
 def _module_name(path: pathlib.Path) -> str:

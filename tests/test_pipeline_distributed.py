@@ -68,3 +68,17 @@ def test_a_failing_rank_makes_every_rank_raise_and_write_nothing(runs):
         assert got["raised"] is not None and got["unchanged"], got
     assert "labels out of range" in runs[1]["failing"]["message"]
     assert runs[0]["failing"]["raised"] == "RankFailed"
+
+
+@pytest.mark.parametrize("name", ["issues", "issues_sampler"])
+def test_label_issues_on_two_ranks_cover_every_sample_once(runs, name):
+    """Every rank ends with the single-process table: the same positions, labels and flags, and
+    probabilities to rounding (a sharded loader by pass order, a DistributedSampler by index)."""
+    want = cases.issues_single()
+    for rank in range(WORLD):
+        got = runs[rank][name]
+        assert "error" not in got, got.get("error")
+        assert torch.equal(got["positions"], want["positions"]), (rank, got["positions"])
+        assert torch.equal(got["labels"], want["labels"])
+        assert float((got["probs"] - want["probs"]).abs().max()) < 1e-9
+        assert torch.equal(got["flags"], want["flags"])

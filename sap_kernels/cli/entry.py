@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 
 from torch import nn
 
-from .common import CLIError
+from .common import CLIError, RunFailure, describe
 
 FORMS = "'package.module:function' or 'path/to/file.py:function'"
 
@@ -29,6 +29,10 @@ def _import_module(where: str, what: str) -> ModuleType:
         return importlib.import_module(where)
     except ImportError as exc:
         raise CLIError(f"{what}: cannot import module {where!r} ({exc})") from exc
+    except SyntaxError as exc:
+        raise CLIError(f"{what}: cannot import module {where!r} ({describe(exc)})") from exc
+    except Exception as exc:  # the user's module raised while being imported
+        raise RunFailure(f"{what}: importing {where!r} raised {describe(exc)}") from exc
 
 
 def _load_file(where: str, what: str) -> ModuleType:
@@ -50,9 +54,12 @@ def _load_file(where: str, what: str) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except ImportError as exc:
+    except (ImportError, SyntaxError) as exc:
         del sys.modules[name]
-        raise CLIError(f"{what}: importing {where!r} failed ({exc})") from exc
+        raise CLIError(f"{what}: importing {where!r} failed ({describe(exc)})") from exc
+    except Exception as exc:  # the user's file raised while being run
+        del sys.modules[name]
+        raise RunFailure(f"{what}: importing {where!r} raised {describe(exc)}") from exc
     except BaseException:
         del sys.modules[name]
         raise
@@ -76,17 +83,28 @@ def load_callable(spec: str, option: str) -> Callable[[], Any]:
     return obj  # type: ignore[no-any-return]
 
 
-def build_model(spec: str) -> nn.Module:
-    """Call the ``--model`` entry point; it must return an ``nn.Module``."""
-    model = load_callable(spec, "--model")()
+def call_entry(fn: Callable[[], Any], spec: str, option: str) -> Any:
+    """``fn()``; an exception it raises is a :class:`RunFailure` (status 1) naming ``option``,
+    ``spec`` and the exception's type and message (its traceback with ``--debug``)."""
+    try:
+        return fn()
+    except Exception as exc:
+        raise RunFailure(f"{option} {spec!r} raised {describe(exc)}") from exc
+
+
+def build_model(spec: str, fn: Optional[Callable[[], Any]] = None) -> nn.Module:
+    """Call the ``--model`` entry point (``fn``, already loaded, or the one ``spec`` names); it
+    must return an ``nn.Module``."""
+    model = call_entry(fn or load_callable(spec, "--model"), spec, "--model")
     if not isinstance(model, nn.Module):
         raise CLIError(f"--model {spec!r} returned a {type(model).__name__}, not a torch.nn.Module")
     return model
 
 
-def build_loaders(spec: str) -> tuple[Iterable[Any], Optional[Iterable[Any]]]:
-    """Call the ``--data`` entry point; it must return ``(train_loader, val_loader)``, val may be None."""
-    loaders = load_callable(spec, "--data")()
+def build_loaders(spec: str, fn: Optional[Callable[[], Any]] = None) -> tuple[Iterable[Any], Optional[Iterable[Any]]]:
+    """Call the ``--data`` entry point (``fn`` or the one ``spec`` names); it must return
+    ``(train_loader, val_loader)``, val may be None."""
+    loaders = call_entry(fn or load_callable(spec, "--data"), spec, "--data")
     if not isinstance(loaders, (tuple, list)) or len(loaders) != 2:
         got = f"{len(loaders)} items" if isinstance(loaders, (tuple, list)) else f"a {type(loaders).__name__}"
         raise CLIError(f"--data {spec!r} must return (train_loader, val_loader) (val_loader may be None), got {got}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 from collections.abc import Iterable
 from typing import Annotated, Any, Optional, Union
 
@@ -11,8 +12,8 @@ import typer
 from torch import nn
 
 from ..sap.result import SAPResult
-from .common import CLIError, one_line_errors, prepare_output_file, require_matplotlib
-from .entry import build_loaders, build_model
+from .common import CLIError, RunFailure, check_writable_dir, check_writable_file, one_line_errors, require_matplotlib
+from .entry import build_loaders, build_model, load_callable
 
 ModelOpt = Annotated[str, typer.Option(
     "--model", metavar="MODULE:FN",
@@ -80,10 +81,20 @@ InputKeyOpt = Annotated[Optional[str], typer.Option(
          "arguments]")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(
     "--threads", metavar="N", min=1, help="torch CPU threads. [default: torch's setting]")]
+SEED_LIMIT = 2 ** 63  # torch.Generator.manual_seed takes any int64 >= 0 below this as project() uses it
+
+
+def check_seed(value: int) -> int:
+    """``--seed``: an integer in [0, 2**63), what ``project(seed=)`` and torch's generators take."""
+    if not 0 <= value < SEED_LIMIT:
+        raise typer.BadParameter(f"must be in [0, 2**63) (torch's generator seeds), got {value}")
+    return value
+
+
 SeedOpt = Annotated[int, typer.Option(
-    "--seed", metavar="S",
+    "--seed", metavar="S", callback=check_seed,
     help="seed of the training samples alpha is chosen on without val_loader and of --trusted random; "
-         "torch's generator is also seeded with it before the entry points run.")]
+         "torch's generator is also seeded with it before the entry points run; in [0, 2**63).")]
 ReportOpt = Annotated[Optional[str], typer.Option(
     "--report", metavar="DIR",
     help="also write the report page (DIR/index.html, figures, report.json; needs matplotlib). "
@@ -109,9 +120,9 @@ def parse_n_trusted(text: Optional[str]) -> Optional[Union[int, float]]:
     return value
 
 
-def load_model(model_spec: str, weights: Optional[str]) -> nn.Module:
-    """The ``--model`` entry point's module, with ``--weights`` loaded into it."""
-    model = build_model(model_spec)
+def load_model(model_spec: str, weights: Optional[str], fn: Optional[Any] = None) -> nn.Module:
+    """The ``--model`` entry point's module (``fn``, already loaded), with ``--weights`` loaded into it."""
+    model = build_model(model_spec, fn)
     if weights is not None:
         from safetensors.torch import load_model as load_weights
 
@@ -138,22 +149,53 @@ def _alpha_text(alpha: float) -> str:
     return "inf (model unchanged)" if math.isinf(alpha) else f"{alpha:.4g}"
 
 
-def run_project(model_spec: str, data_spec: str, weights: Optional[str], out: str, report: Optional[str],
-                options: dict[str, Any], quiet: bool) -> None:
-    """Load, repair, write; every message but errors goes to stdout unless ``quiet``."""
-    prepare_output_file(out, "--out")
+def prepare(alpha: Optional[float], alphas: Optional[list[float]], n_trusted: Optional[str],
+            class_balanced: Optional[bool], trusted: Ranking, layers: Optional[list[str]], skip: Optional[list[str]],
+            skip_head: bool, label_key: Optional[str], input_key: Optional[str], threads: Optional[int], seed: int,
+            quiet: bool) -> dict[str, Any]:
+    """What every command running ``project`` does with its shared options first: ``project``'s
+    keyword arguments, torch's thread count, torch's generator seeded with ``seed``."""
+    options = project_options(alpha, alphas, n_trusted, class_balanced, trusted, layers, skip, skip_head,
+                              label_key, input_key, seed, quiet)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    return options
+
+
+def load_and_project(model_spec: str, data_spec: str, weights: Optional[str],
+                     options: dict[str, Any]) -> tuple[SAPResult, Iterable[Any]]:
+    """The entry points' model (with ``--weights``) and loaders, repaired: ``(result, train_loader)``.
+    Both entry points and ``--weights`` are resolved before either callable runs."""
+    model_fn, data_fn = load_callable(model_spec, "--model"), load_callable(data_spec, "--data")
+    if weights is not None and not os.path.isfile(weights):
+        raise CLIError(f"--weights {weights}: no such file")
+    model = load_model(model_spec, weights, model_fn)
+    train, val = build_loaders(data_spec, data_fn)
+    return _project(model, train, val, options), train
+
+
+def check_outputs(out: str, report: Optional[str]) -> None:
+    """``--out`` (and ``FILE.json``) and ``--report`` can be written: checked before any work."""
+    check_writable_file(out, "--out")
+    check_writable_file(out + ".json", "--out")
     if report is not None:
         require_matplotlib("--report")
-    model = load_model(model_spec, weights)
-    train, val = build_loaders(data_spec)
-    result = _project(model, train, val, options)
+        check_writable_dir(report, "--report")
+
+
+def run_project(model_spec: str, data_spec: str, weights: Optional[str], out: str, report: Optional[str],
+                options: dict[str, Any], quiet: bool) -> None:
+    """Check the outputs, load, repair, write; every message but errors goes to stdout unless ``quiet``."""
+    check_outputs(out, report)
+    result, _ = load_and_project(model_spec, data_spec, weights, options)
     if not quiet:
         typer.echo(result.summary())
     try:
         result.save(out)
         page = None if report is None else result.save_report(report)
     except OSError as exc:
-        raise CLIError(f"cannot write the result: {exc}") from exc
+        raise RunFailure(f"cannot write the result: {exc}") from exc
     if not quiet:
         typer.echo(f"alpha {_alpha_text(result.alpha)}: corrected weights in {out}, report data in {out}.json")
         if page is not None:
@@ -170,6 +212,19 @@ def _project(model: nn.Module, train: Iterable[Any], val: Optional[Iterable[Any]
         return sap_project(model, train, val_loader=val, **options)
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from exc
+    except KeyError as exc:
+        raise key_error(exc, options) from exc
+
+
+def key_error(exc: KeyError, options: dict[str, Any]) -> Exception:
+    """A batch without the ``--label-key``/``--input-key`` entry: a :class:`CLIError` naming the
+    option (status 2); any other KeyError stays as it is (a failure, status 1)."""
+    named = [f"{flag} {options[k]!r}" for flag, k in (("--label-key", "label_key"), ("--input-key", "input_key"))
+             if options.get(k) is not None]
+    text = str(exc.args[0]) if len(exc.args) == 1 else str(exc)
+    if named and text.startswith("batch has no entries"):
+        return CLIError(f"{', '.join(named)}: {text}")
+    return exc
 
 
 def project(
@@ -186,13 +241,13 @@ def project(
     weights to --out FILE (load them with safetensors.torch.load_model) and the report's data to
     FILE.json beside it, and with --report the report page.
 
-    Errors (an entry point that cannot be loaded or returns the wrong thing, an option project()
-    refuses) are one line on stderr, exit status 2.
+    Errors in what was given (an entry point that cannot be loaded or returns the wrong thing, an
+    option project() refuses, an output that cannot be written, checked before any work) are one
+    line on stderr, exit status 2; failures after the work started (an error raised by the --model
+    or --data callable, a result that cannot be written), one line, status 1. --debug (before or
+    after the command) shows the traceback instead.
     """
     with one_line_errors("project"):
-        options = project_options(alpha, alphas, n_trusted, class_balanced, trusted, layers, skip, skip_head,
-                                  label_key, input_key, seed, quiet)
-        if threads is not None:
-            torch.set_num_threads(threads)
-        torch.manual_seed(seed)
+        options = prepare(alpha, alphas, n_trusted, class_balanced, trusted, layers, skip, skip_head, label_key,
+                          input_key, threads, seed, quiet)
         run_project(model, data, weights, out, report, options, quiet)

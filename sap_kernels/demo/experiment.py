@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 import torch
 from torch import nn
@@ -53,6 +53,34 @@ class NoisyDigits:
 
 
 @dataclass
+class IssuesFound:
+    """What ``SAPResult.label_issues`` found on the noisy training labels, against the flips the
+    demo made: ``n_flagged`` of ``n_samples`` flagged, ``n_flipped`` labels really flipped,
+    ``precision`` (share of the flagged that were flipped; nan when none flagged), ``recall``
+    (share of the flipped that were flagged), ``top_pairs`` ``(given, predicted, count)``;
+    ``issues`` the ``LabelIssues`` and ``samples`` the training loader they were read from."""
+
+    n_samples: int
+    n_flagged: int
+    n_flipped: int
+    precision: float
+    recall: float
+    top_pairs: list[tuple[int, int, int]]
+    issues: sap_kernels.LabelIssues | None = field(default=None, repr=False, compare=False)
+    samples: Iterable[Any] | None = field(default=None, repr=False, compare=False)
+
+
+def issues_found(issues: sap_kernels.LabelIssues, flipped: torch.Tensor, samples: Iterable[Any] | None = None,
+                 pairs: int = 5) -> IssuesFound:
+    """``issues`` scored against ``flipped`` (bool ``[N]`` in dataset order)."""
+    truth = flipped[issues.positions]
+    hits = int((issues.is_issue & truth).sum())
+    n_flagged, n_flipped = issues.n_issues, int(truth.sum())
+    return IssuesFound(len(issues), n_flagged, n_flipped, hits / n_flagged if n_flagged else math.nan,
+                       hits / n_flipped if n_flipped else math.nan, issues.summary()[:pairs], issues, samples)
+
+
+@dataclass
 class ExperimentResult:
     """Test accuracies in ``[0, 1]`` keyed ``vanilla``, ``sap`` (alpha chosen on the noisy
     validation split), ``sap_default`` (the plain call ``project(model, train_loader)``, no
@@ -62,7 +90,8 @@ class ExperimentResult:
     unchanged); ``val_scores`` maps each alpha tried to its accuracy on the noisy validation
     split; ``noise_rate`` is the actual share of flipped training labels; ``seconds`` times
     each stage; ``sap_result`` is the ``SAPResult`` of the call with validation data (its model
-    and report; None where a result was built by hand).
+    and report; None where a result was built by hand); ``label_issues`` what that corrected
+    model flags among the training labels, against the flips (one extra forward pass).
     """
 
     config: ExperimentConfig
@@ -76,6 +105,7 @@ class ExperimentResult:
     default_warnings: tuple[str, ...] = ()
     default_notices: tuple[str, ...] = ()
     sap_result: sap_kernels.SAPResult | None = field(default=None, repr=False, compare=False)
+    label_issues: IssuesFound | None = None
 
     @property
     def gap_closed(self) -> float:
@@ -166,6 +196,8 @@ def run_experiment(
     s = data.splits
     vanilla = timed("vanilla", lambda: train_vanilla(data, config, progress))
     sap = timed("sap", lambda: apply_sap(vanilla, data, config, progress=progress))
+    train_loader = tensor_loader(s.x_train, data.train_noise.labels, config.loader_batch_size)
+    issues = timed("label_issues", lambda: sap.label_issues(train_loader, progress=progress))
     plain = timed("sap_default", lambda: apply_sap(vanilla, data, config, progress=progress, with_val=False))
     acc = {"vanilla": accuracy(vanilla, s.x_test, s.y_test), "sap": accuracy(sap.model, s.x_test, s.y_test),
            "sap_default": accuracy(plain.model, s.x_test, s.y_test)}
@@ -185,4 +217,5 @@ def run_experiment(
     return ExperimentResult(
         config, acc, float(sap.alpha), dict(sap.scores), data.train_noise.rate, seconds, float(plain.alpha),
         plain.rule, tuple(plain.warnings), tuple(plain.notices), sap,
+        issues_found(issues, data.train_noise.flipped, train_loader),
     )

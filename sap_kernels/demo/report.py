@@ -5,7 +5,7 @@ import math
 import statistics
 from typing import Sequence
 
-from .experiment import ExperimentConfig, ExperimentResult, gap_closed
+from .experiment import ExperimentConfig, ExperimentResult, IssuesFound, gap_closed
 
 METHODS: tuple[tuple[str, str], ...] = (
     ("vanilla", "vanilla (trained on noisy labels)"),
@@ -30,6 +30,20 @@ def _gap_text(closed: float) -> str:
     return "n/a (no gap)" if math.isnan(closed) else f"{100 * closed:.0f}%"
 
 
+def format_issues(found: IssuesFound) -> str:
+    """What the corrected model flagged among the training labels, against the known flips."""
+    share = 100 * found.n_flagged / max(1, found.n_samples)
+    pct = "n/a" if math.isnan(found.precision) else f"{100 * found.precision:.1f}%"
+    rec = "n/a" if math.isnan(found.recall) else f"{100 * found.recall:.1f}%"
+    lines = [f"label issues (res.label_issues, one forward pass): {found.n_flagged} of {found.n_samples} training "
+             f"labels flagged ({share:.1f}%); {found.n_flipped} were flipped",
+             f"  precision {pct} (flagged that were flipped), recall {rec} (flipped that were flagged)"]
+    if found.top_pairs:
+        lines.append("  most flagged given -> predicted: " + ", ".join(f"{g} -> {p} ({n})" for g, p, n in
+                                                                         found.top_pairs))
+    return "\n".join(lines)
+
+
 def format_single(result: ExperimentResult) -> str:
     """Test accuracy of each method for one seed, and the share of the gap each SAP call closed."""
     c = result.config
@@ -50,6 +64,8 @@ def format_single(result: ExperimentResult) -> str:
         if key in result.accuracies:
             lines.append(f"{name} closed {_gap_text(gap_closed(result.accuracies, key))} of the vanilla -> "
                          "retrain-on-clean gap")
+    if result.label_issues is not None:
+        lines += ["", format_issues(result.label_issues)]
     return "\n".join(lines)
 
 

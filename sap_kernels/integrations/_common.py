@@ -16,6 +16,8 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
 from ..sap import SAPResult, project
+from ..sap.issues.label_issues import LabelIssues
+from ..sap.issues.rules import DEFAULT_RULE, RULES
 
 # Options a callback sets itself: the model and loaders come from the trainer, and the trainer's
 # model is corrected in place.
@@ -33,6 +35,22 @@ def check_project_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
             raise TypeError(f"SAPCallback got {key!r}, which is not an argument of sap_kernels.project; "
                             f"those are: {', '.join(sorted(known))}")
     return dict(kwargs)
+
+
+# project's options that say how a batch splits; the label-issues pass and the report reuse them.
+_SPLIT = ("batch_fn", "input_key", "label_key")
+
+
+def check_label_issues(value: Union[bool, str, None]) -> Optional[str]:
+    """The flagging rule a callback's ``label_issues=`` asks for (None: no label issues);
+    ``True`` is the default rule. Checked at construction, not after training."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return DEFAULT_RULE
+    if isinstance(value, str) and value in RULES:
+        return value
+    raise ValueError(f"label_issues must be True, False or a rule name {list(RULES)}, got {value!r}")
 
 
 class ChainedLoaders:
@@ -111,6 +129,7 @@ class Outcome:
     metrics: dict[str, float]
     result: Optional[SAPResult] = None
     report: Optional[str] = None
+    label_issues: Optional[LabelIssues] = None
 
 
 def broadcast_weights(model: nn.Module, src: int = 0) -> None:
@@ -131,46 +150,58 @@ def broadcast_weights(model: nn.Module, src: int = 0) -> None:
 
 
 def run_sap(model: nn.Module, loader: Iterable[Any], val_loader: Optional[Iterable[Any]], kwargs: dict[str, Any],
-            report_dir: Optional[Union[str, "os.PathLike[str]"]] = None) -> Outcome:
+            report_dir: Optional[Union[str, "os.PathLike[str]"]] = None, issues_rule: Optional[str] = None) -> Outcome:
     """``project(model, loader, val_loader=..., inplace=True, **kwargs)`` once per job.
 
     Single process: runs it. Under ``torch.distributed`` with several processes: rank 0 runs it on
     ``whole_dataset_loader`` copies of the loaders, its status (and, on success, its metrics) is
     broadcast, every parameter and buffer is broadcast from rank 0, so all ranks end with identical
     weights; a failure on rank 0 raises on every rank. ``report_dir``: rank 0 writes
-    ``sap_kernels.report.save_report(result, report_dir)`` (needs matplotlib).
+    ``sap_kernels.report.save_report(result, report_dir)`` (needs matplotlib). ``issues_rule``:
+    the corrected model then scores every sample of ``loader`` (rank 0's whole-dataset copy under
+    torch.distributed, so positions are dataset indices) and flags by that rule; the
+    ``LabelIssues`` are broadcast, so every rank has them, and go into the report.
     """
     if "alpha" in kwargs and kwargs["alpha"] is not None:
         val_loader = None  # a given alpha is not chosen on anything
     if not distributed():
-        return _run(model, loader, val_loader, kwargs, report_dir)
+        return _run(model, loader, val_loader, kwargs, report_dir, issues_rule)
     outcome: Optional[Outcome] = None
     error: Optional[BaseException] = None
     if dist.get_rank() == 0:
         try:
             outcome = _run(model, whole_dataset_loader(loader),
-                           None if val_loader is None else whole_dataset_loader(val_loader), kwargs, report_dir)
+                           None if val_loader is None else whole_dataset_loader(val_loader), kwargs, report_dir,
+                           issues_rule)
         except BaseException as exc:  # every rank must learn of it, or they wait in broadcast forever
             error = exc
     status: list[Any] = [None if outcome is None else outcome.metrics,
-                         None if error is None else f"{type(error).__name__}: {error}"]
+                         None if error is None else f"{type(error).__name__}: {error}",
+                         None if outcome is None else outcome.label_issues]
     dist.broadcast_object_list(status, src=0)
     if status[1] is not None:
         if error is not None:
             raise error
         raise RuntimeError(f"SAP failed on rank 0, so no rank's weights were changed: {status[1]}")
     broadcast_weights(model, src=0)
-    return outcome if outcome is not None else Outcome(metrics=dict(status[0]))
+    return outcome if outcome is not None else Outcome(metrics=dict(status[0]), label_issues=status[2])
 
 
 def _run(model: nn.Module, loader: Iterable[Any], val_loader: Optional[Iterable[Any]], kwargs: dict[str, Any],
-         report_dir: Optional[Union[str, "os.PathLike[str]"]]) -> Outcome:
+         report_dir: Optional[Union[str, "os.PathLike[str]"]], issues_rule: Optional[str] = None) -> Outcome:
     # distributed=False: this runs on one process (rank 0 alone under torch.distributed, which then
     # broadcasts the weights); project must not wait for the other ranks in its own collectives.
     result = project(model, loader, val_loader=val_loader, inplace=True, **{**kwargs, "distributed": False})
+    split = {k: kwargs[k] for k in _SPLIT if kwargs.get(k) is not None}
+    metrics = sap_metrics(result)
+    issues = None
+    if issues_rule is not None:
+        issues = result.label_issues(loader, rule=issues_rule, distributed=False,  # type: ignore[arg-type]
+                                     progress=bool(kwargs.get("progress", True)), **split)
+        metrics["sap/label_issues"] = float(issues.n_issues)
     report = None
     if report_dir is not None:
         from ..report import save_report
 
-        report = save_report(result, report_dir)
-    return Outcome(metrics=sap_metrics(result), result=result, report=report)
+        report = save_report(result, report_dir, issues, None if issues is None else loader, **split)
+    return Outcome(metrics=metrics, result=result, report=report, label_issues=issues)

@@ -15,7 +15,8 @@ except ImportError as exc:  # pragma: no cover - exercised by the import-isolati
                       ) from exc
 
 from ..sap import SAPResult
-from ._common import check_project_kwargs, one_loader, run_sap
+from ..sap.issues.label_issues import LabelIssues
+from ._common import check_label_issues, check_project_kwargs, one_loader, run_sap
 
 
 class SAPCallback(pl.Callback):
@@ -43,6 +44,11 @@ class SAPCallback(pl.Callback):
             read one after another; none: ``project`` chooses alpha on training samples and says so
             in ``result.warnings``). Ignored when ``alpha`` is given.
         report_dir: rank 0 writes ``sap_kernels.report.save_report(result, report_dir)`` there.
+        label_issues: ``True`` (or a rule name, ``sap_kernels.sap.issues.RULES``): after projecting,
+            the corrected model scores every sample of the train loader and flags the labels it
+            calls wrong (``SAPResult.label_issues``; under torch.distributed rank 0 reads the
+            whole dataset, so positions are dataset indices, and every rank gets the result);
+            logged as ``sap/label_issues`` (the flagged count), in the report when there is one.
         **project_kwargs: any keyword of ``sap_kernels.project`` but ``inplace`` (``alpha``,
             ``alphas``, ``n_trusted``, ``layers``, ``skip``, ``batch_fn``, ...); checked here, so a
             misspelt option fails before training, not after.
@@ -51,15 +57,19 @@ class SAPCallback(pl.Callback):
         result: the ``SAPResult`` after fit (None before, and on ranks other than 0).
         metrics: the logged values (on every rank after fit).
         report: path of the written report page, if any.
+        label_issues: the ``LabelIssues`` after training with ``label_issues=`` (every rank), else None.
     """
 
     def __init__(self, *, train_loader: Optional[Iterable[Any]] = None, val_loader: Optional[Iterable[Any]] = None,
-                 report_dir: Optional[Union[str, "os.PathLike[str]"]] = None, **project_kwargs: Any):
+                 report_dir: Optional[Union[str, "os.PathLike[str]"]] = None, label_issues: Union[bool, str] = False,
+                 **project_kwargs: Any):
         super().__init__()
         self.project_kwargs = check_project_kwargs(project_kwargs)
         self.train_loader = train_loader
         self.val_loader = val_loader
         self.report_dir = report_dir
+        self.issues_rule = check_label_issues(label_issues)
+        self.label_issues: Optional[LabelIssues] = None
         self.result: Optional[SAPResult] = None
         self.metrics: dict[str, float] = {}
         self.report: Optional[str] = None
@@ -71,8 +81,9 @@ class SAPCallback(pl.Callback):
             raise RuntimeError("SAPCallback: the trainer has no train dataloader; pass SAPCallback(train_loader=...)")
         val = self.val_loader if self.val_loader is not None else one_loader(trainer.val_dataloaders,
                                                                             "validation dataloaders")
-        outcome = run_sap(pl_module, loader, val, self.project_kwargs, self.report_dir)
+        outcome = run_sap(pl_module, loader, val, self.project_kwargs, self.report_dir, self.issues_rule)
         self.result, self.metrics, self.report = outcome.result, outcome.metrics, outcome.report
+        self.label_issues = outcome.label_issues
         for logger in trainer.loggers:
             logger.log_metrics(dict(self.metrics), step=trainer.global_step)
             logger.save()

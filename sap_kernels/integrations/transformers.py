@@ -18,7 +18,8 @@ except ImportError as exc:  # pragma: no cover - exercised by the import-isolati
 from torch import nn
 
 from ..sap import SAPResult
-from ._common import check_project_kwargs, run_sap
+from ..sap.issues.label_issues import LabelIssues
+from ._common import check_label_issues, check_project_kwargs, run_sap
 
 
 class SAPCallback(transformers.TrainerCallback):
@@ -51,6 +52,11 @@ class SAPCallback(transformers.TrainerCallback):
     Args:
         train_loader, val_loader: override the trainer's dataloaders.
         report_dir: rank 0 writes ``sap_kernels.report.save_report(result, report_dir)`` there.
+        label_issues: ``True`` (or a rule name, ``sap_kernels.sap.issues.RULES``): after projecting,
+            the corrected model scores every sample of the train loader and flags the labels it
+            calls wrong (``SAPResult.label_issues``; under torch.distributed rank 0 reads the
+            whole dataset, so positions are dataset indices, and every rank gets the result);
+            logged as ``sap/label_issues`` (the flagged count), in the report when there is one.
         **project_kwargs: any keyword of ``sap_kernels.project`` but ``inplace`` (``alpha``,
             ``alphas``, ``n_trusted``, ``layers``, ``skip``, ...); checked here, before training.
 
@@ -58,10 +64,12 @@ class SAPCallback(transformers.TrainerCallback):
         result: the ``SAPResult`` after training (None before, and on ranks other than 0).
         metrics: the logged values (on every rank after training).
         report: path of the written report page, if any.
+        label_issues: the ``LabelIssues`` after training with ``label_issues=`` (every rank), else None.
     """
 
     def __init__(self, *, train_loader: Optional[Iterable[Any]] = None, val_loader: Optional[Iterable[Any]] = None,
-                 report_dir: Optional[Union[str, "os.PathLike[str]"]] = None, **project_kwargs: Any):
+                 report_dir: Optional[Union[str, "os.PathLike[str]"]] = None, label_issues: Union[bool, str] = False,
+                 **project_kwargs: Any):
         kwargs = check_project_kwargs(project_kwargs)
         if not any(kwargs.get(k) is not None for k in ("batch_fn", "input_key", "label_key")):
             kwargs["label_key"] = "labels"
@@ -69,6 +77,8 @@ class SAPCallback(transformers.TrainerCallback):
         self.train_loader = train_loader
         self.val_loader = val_loader
         self.report_dir = report_dir
+        self.issues_rule = check_label_issues(label_issues)
+        self.label_issues: Optional[LabelIssues] = None
         self.trainer: Optional[transformers.Trainer] = None
         self.result: Optional[SAPResult] = None
         self.metrics: dict[str, float] = {}
@@ -94,8 +104,9 @@ class SAPCallback(transformers.TrainerCallback):
         val = self.val_loader if self.val_loader is not None else eval_dataloader
         if val is None and self.trainer is not None and self.trainer.eval_dataset is not None:
             val = self.trainer.get_eval_dataloader()
-        outcome = run_sap(model, loader, val, self.project_kwargs, self.report_dir)
+        outcome = run_sap(model, loader, val, self.project_kwargs, self.report_dir, self.issues_rule)
         self.result, self.metrics, self.report = outcome.result, outcome.metrics, outcome.report
+        self.label_issues = outcome.label_issues
         if self.trainer is not None:
             self.trainer.log(dict(self.metrics))
         else:

@@ -5,6 +5,7 @@ Layout (``report.json``): ``alpha`` (``null`` for the unchanged model), ``scores
 ``n_trusted``, ``timings`` (phase -> seconds), ``skipped`` (list of ``[name, reason]``) and
 ``layers``: per layer ``name``, ``kind``, ``K``, ``groups``, ``rows``, ``method``, ``rank99``
 and ``energies`` (descending, the largest-energy group's, or null without a spectrum).
+Optional: ``label_issues`` (``sap_kernels.report.issues``); a report without it is read as before.
 """
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import json
 import math
 import os
 from typing import Any, Optional, Union
+
+from ..file_sets import FileSet, write_file, write_text
+from .schema import check_report
 
 FORMAT = "sap_kernels.report"
 FORMAT_VERSION = 1
@@ -46,15 +50,15 @@ def report_data(result: Any) -> dict[str, Any]:
     }
 
 
-def write_json(data: dict[str, Any], directory: Union[str, os.PathLike[str]]) -> str:
+def write_json(data: dict[str, Any], directory: Union[str, os.PathLike[str]], files: Optional[FileSet] = None) -> str:
+    """``report.json`` in ``directory``, as part of ``files`` (or on its own: a temporary name, then renamed)."""
     path = os.path.join(os.fspath(directory), "report.json")
-    with open(path, "w") as f:
-        json.dump(data, f, indent=1)
-    return path
+    text = json.dumps(data, indent=1)
+    return write_file(path, lambda tmp: write_text(tmp, text), files)
 
 
 def read_json(directory: Union[str, os.PathLike[str]]) -> dict[str, Any]:
-    """``report.json`` of a report directory, checked to be one."""
+    """``report.json`` of a report directory, checked to be one, field by field (``report.schema``)."""
     path = os.path.join(os.fspath(directory), "report.json")
     try:
         with open(path) as f:
@@ -66,4 +70,8 @@ def read_json(directory: Union[str, os.PathLike[str]]) -> dict[str, Any]:
         raise ValueError(f"{path} is not valid JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path} is not a sap_kernels report")
+    try:
+        check_report(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     return data

@@ -27,6 +27,9 @@ window.addEventListener("load", function () {
 """
 
 
+TOP_PAIRS = 20
+
+
 def _e(value: Any) -> str:
     return html.escape(str(value))
 
@@ -63,8 +66,42 @@ def _layers(data: dict[str, Any]) -> str:
     return _table(["layer", "kind", "K", "groups", "rows", "rank (99% energy)", "method", "tied with"], rows)
 
 
-def render(data: dict[str, Any], images: dict[str, Optional[str]]) -> str:
-    """The whole page as a string; ``images`` maps figure names to files beside the page."""
+def _img(name: Optional[str], alt: str) -> str:
+    return f'<p><img src="{_e(name)}" alt="{_e(alt)}"></p>' if name else ""
+
+
+def _issue_rows(section: dict[str, Any]) -> str:
+    names = section["class_names"]
+    pairs = [[names[g], names[p], n] for g, p, n in section["top_pairs"][:TOP_PAIRS]]
+    pair_table = _table(["given", "predicted", "flagged"], pairs) if pairs else ""
+    rows = [[pos, names[g], names[p], f"{q:.4f}", "yes" if flagged else "no"]
+            for pos, g, p, q, flagged in section["top"]]
+    return pair_table + f"<h3>The {len(rows)} least likely labels</h3>" + _table(
+        ["position", "given", "predicted", "label quality", "flagged"], rows)
+
+
+def issues_section(data: dict[str, Any], images: dict[str, Optional[str]]) -> str:
+    """The label-issues section (empty for a report without ``label_issues``)."""
+    section = data.get("label_issues")
+    if not section:
+        return ""
+    share = 100 * section["n_issues"] / max(1, section["n_samples"])
+    head = (f"<h2>Label issues</h2>\n<p><b>{section['n_issues']} of {section['n_samples']} labels flagged "
+            f"({share:.1f} %)</b> by rule {_e(section['rule'])}, scored by the corrected model (alpha "
+            f"{_e(_alpha_text(section['alpha']))}). Positions are dataset indices (dataset[i]).</p>")
+    notes = "".join(f'<div class="notice">{_e(n)}</div>' for n in section["notices"])
+    pairs = _img(images.get("pairs"), "flagged labels per given -> predicted class") or (
+        "<p>No label was flagged.</p>" if section["n_issues"] == 0 else "")
+    grid = _img(images.get("samples"), "top flagged samples")
+    why = section["grid"]["why"]
+    grid_note = f"<p>{'' if grid else 'No grid of samples: '}{_e(why)}</p>" if why else ""
+    return head + notes + pairs + _issue_rows(section) + "<h3>Top flagged samples</h3>" + grid + grid_note
+
+
+def render(data: dict[str, Any], images: dict[str, Optional[str]],
+           issue_images: Optional[dict[str, Optional[str]]] = None) -> str:
+    """The whole page as a string; ``images`` maps figure names to files beside the page,
+    ``issue_images`` the label-issues figures (``"pairs"``, ``"samples"``)."""
     figures = "".join(f'<p><img src="{_e(f)}" alt="{_e(n)}"></p>' for n, f in images.items() if f)
     skipped = _table(["module", "reason"], data["skipped"]) if data["skipped"] else "<p>Nothing.</p>"
     timings = _table(["phase", "seconds"], [[k, f"{v:.2f}"] for k, v in data["timings"].items()])
@@ -82,6 +119,7 @@ def render(data: dict[str, Any], images: dict[str, Optional[str]]) -> str:
 {skipped}
 <h2>Time per phase</h2>
 {timings}
+{issues_section(data, issue_images or {})}
 {_CHECK}
 </body></html>
 """

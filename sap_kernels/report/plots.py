@@ -11,6 +11,8 @@ import math
 import os
 from typing import Any, Optional
 
+from ..file_sets import FileSet, write_file
+
 MAX_PANELS = 24
 
 
@@ -23,7 +25,18 @@ def _pyplot() -> Any:
     return plt
 
 
-def sweep_figure(data: dict[str, Any], path: str) -> Optional[str]:
+def save_figure(plt: Any, fig: Any, path: str, files: Optional[FileSet] = None) -> str:
+    """Write ``fig`` to ``path`` as PNG (as part of ``files``, or on its own: a temporary name,
+    then renamed) and close it."""
+    try:
+        fig.tight_layout()
+        write_file(path, lambda tmp: fig.savefig(tmp, format="png"), files)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def sweep_figure(data: dict[str, Any], path: str, files: Optional[FileSet] = None) -> Optional[str]:
     """``alpha_sweep.png``, or None when no sweep was run (alpha given)."""
     finite = [(a, s) for a, s in data["scores"] if a is not None]
     if not finite:
@@ -44,10 +57,7 @@ def sweep_figure(data: dict[str, Any], path: str) -> Optional[str]:
     ax.set_title(data["validation"] or "alpha sweep", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path, files)
 
 
 def _lam(r: list[float], alpha: Optional[float]) -> list[float]:
@@ -56,7 +66,7 @@ def _lam(r: list[float], alpha: Optional[float]) -> list[float]:
     return [alpha * x / ((alpha - 1.0) * x + 1.0) for x in r]
 
 
-def spectra_figure(data: dict[str, Any], path: str) -> Optional[str]:
+def spectra_figure(data: dict[str, Any], path: str, files: Optional[FileSet] = None) -> Optional[str]:
     """``spectra.png`` for the layers that have a spectrum (the first ``MAX_PANELS``), or None."""
     layers = [la for la in data["layers"] if la["energies"]][:MAX_PANELS]
     if not layers:
@@ -80,16 +90,14 @@ def spectra_figure(data: dict[str, Any], path: str) -> Optional[str]:
     for ax in list(axes.flat)[len(layers):]:
         ax.axis("off")
     fig.suptitle("sorted energy shares r (blue, log) and the chosen alpha's lambda (red)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path, files)
 
 
-def draw(data: dict[str, Any], directory: str) -> dict[str, Optional[str]]:
-    """Every figure, written into ``directory``; name -> file name (None when not drawn)."""
+def draw(data: dict[str, Any], directory: str, files: Optional[FileSet] = None) -> dict[str, Optional[str]]:
+    """The SAP figures, written into ``directory`` (as part of ``files``); name -> file name (None
+    when not drawn)."""
     out = {}
     for name, fn in (("alpha_sweep.png", sweep_figure), ("spectra.png", spectra_figure)):
-        written = fn(data, os.path.join(directory, name))
+        written = fn(data, os.path.join(directory, name), files)
         out[name] = None if written is None else name
     return out

@@ -5,14 +5,19 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
+from ..file_sets import FileSet, write_text
 from ..report import save_report
 from ..report.data import report_data
-from .runtime.distributed import is_writer
+from .data import batches
+from .issues.finding import label_issues_of
+from .issues.label_issues import LabelIssues
+from .issues.rules import DEFAULT_RULE, Rule
+from .runtime.distributed import ProcessGroup, is_writer, resolve_ranks
 from .runtime.wrappers import unwrap
 
 
@@ -120,26 +125,50 @@ class SAPResult:
     def __repr__(self) -> str:
         return self.summary()
 
-    def save_report(self, directory: Union[str, "os.PathLike[str]"]) -> str:
+    def save_report(self, directory: Union[str, "os.PathLike[str]"], issues: Optional[LabelIssues] = None,
+                    samples: Optional[Iterable[Any]] = None, **split: Any) -> str:
         """Write ``index.html`` (alpha sweep and per-layer spectra as PNG figures, layer and skip
         tables, timings) and ``report.json`` into ``directory``; returns the page's path. Needs
-        matplotlib. Under torch.distributed only rank 0 writes."""
+        matplotlib. Under torch.distributed only rank 0 writes. ``issues=`` (``label_issues``)
+        adds the label-issues section, ``samples=`` (the training loader; ``batch_fn``/
+        ``input_key``/``label_key`` as for ``project``) its grid of the top flagged images
+        (``sap_kernels.report.save_report``)."""
 
-        return save_report(self, directory) if is_writer() else os.path.join(os.fspath(directory), "index.html")
+        if not is_writer():
+            return os.path.join(os.fspath(directory), "index.html")
+        return save_report(self, directory, issues, samples, **split)
 
     def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
         """Write the corrected model's weights to ``path`` (safetensors; tied weights once, as
         ``safetensors.torch.save_model`` does) and the report's data to ``path + ".json"``.
 
         Load them back with ``safetensors.torch.load_model(model, path)``. Under torch.distributed
-        only rank 0 writes (every rank holds the same weights).
+        only rank 0 writes (every rank holds the same weights). The two files are written as a set
+        (``sap_kernels.file_sets``): a failure leaves the old pair, and is an ``OSError`` naming ``path``.
         """
-
         from safetensors.torch import save_model
 
         if not is_writer():
             return
         inner, _ = unwrap(self.model)
-        save_model(inner, os.fspath(path))
-        with open(os.fspath(path) + ".json", "w") as f:
-            json.dump(report_data(self), f, indent=1)
+        target, text = os.fspath(path), json.dumps(report_data(self), indent=1)
+        with FileSet() as files:  # both files or neither: the old pair stays on any failure
+            files.write(target, lambda tmp: save_model(inner, tmp))
+            files.write(target + ".json", lambda tmp: write_text(tmp, text))
+
+    def label_issues(
+        self, train_loader: Iterable[Any], *, rule: Rule = DEFAULT_RULE, class_names: Optional[Sequence[str]] = None,
+        batch_fn: Optional[batches.Splitter] = None, input_key: Optional[Union[str, Sequence[str]]] = None,
+        label_key: Optional[str] = None, progress: bool = True, process_group: Optional[ProcessGroup] = None,
+        distributed: Optional[bool] = None,
+    ) -> LabelIssues:
+        """Which training labels the corrected model calls wrong: one no-grad pass of ``self.model``
+        over ``train_loader`` (the loader ``project`` was given; a shuffling DataLoader is read in
+        dataset order, so positions are dataset indices), then ``rule`` on the ``[N, C]``
+        probabilities (``sap.issues``). ``batch_fn``/``input_key``/``label_key`` as for ``project``;
+        under torch.distributed each rank passes its shard and every rank gets every sample.
+        """
+        split = batches.make_splitter(batch_fn, input_key, label_key)
+        return label_issues_of(self.model, train_loader, rule=rule, alpha=self.alpha, split=split,
+                               ranks=resolve_ranks(process_group, distributed), expected=self.n_samples or None,
+                               class_names=class_names, progress=progress)

@@ -1,0 +1,54 @@
+"""End-to-end smoke run of ``python/cifar10.py`` at its tiny scale (a few hundred images of the shared
+CIFAR-10 copy, one label set, one seed, every arm): records appended, a rerun resumes, and the
+summary prints. About 30-60 s on 2 cores."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sap_kernels.datasets import shared_cifar10_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = shared_cifar10_dir()
+
+
+@pytest.fixture
+def cifar10_script(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "python"))
+    threads = torch.get_num_threads()
+    import cifar10
+    yield cifar10
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(not (SHARED / "cifar10-jpg.tar.gz").is_file(),
+                    reason=f"the shared CIFAR-10 copy is absent ({SHARED})")
+def test_tiny_run_writes_every_arm_resumes_and_summarizes(tmp_path, cifar10_script, capsys):
+    pytest.importorskip("cleanlab", reason="the cleanlab arms need cleanlab")
+    out = tmp_path / "tiny.jsonl"
+    argv = ["--scale", "tiny", "--label-sets", "sym25", "--seeds", "0", "--out", str(out), "--threads", "2",
+            "--device", "cpu"]
+    assert cifar10_script.main(argv) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    arms = {r["arm"] for r in records}
+    expected = set(cifar10_script.ARMS)
+    if not hasattr(__import__("sap_kernels").SAPResult, "label_issues"):
+        expected.discard("package_issues")
+    assert arms == expected
+    for r in records:
+        assert r["seconds"] >= 0 and r["config_id"] == records[0]["config_id"]
+        if "test_acc" in r:
+            assert 0.0 <= r["test_acc"] <= 1.0
+    vanilla = next(r for r in records if r["arm"] == "vanilla")
+    assert 0.0 <= vanilla["train_acc_noisy"] <= 1.0 and abs(vanilla["noise_rate"] - 0.25) < 0.01
+    detect = next(r for r in records if r["arm"] == "cleanlab_cv")
+    assert detect["folds"] == 2 and 0.0 <= detect["auroc"] <= 1.0
+    assert cifar10_script.main(argv) == 0  # every arm is in the file: nothing runs again
+    assert len(out.read_text().splitlines()) == len(records)
+    capsys.readouterr()
+    assert cifar10_script.main(["--summarize", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| sym25 | sap_plain |" in text and "(b) K-fold CV + cleanlab" in text
