@@ -3,7 +3,8 @@ written as a set: every file goes to a temporary name beside its target first, t
 onto their targets in the order they were added. A failure while writing leaves every old file as
 it was; a failure while renaming puts back the old files already replaced (kept as hard links, or
 copies where the file system has none) and removes the new ones that had no old file, so the
-targets hold either the old set or the new one, never a mix. No temporary file is left behind.
+targets hold either the old set or the new one, never a mix. No temporary file is left behind (only a
+process killed in the middle of a commit can leave its ``.tmp-*``/``.old-*`` names).
 
 Errors are ``OSError``s naming the target path (with the errno of the cause where there is one).
 Written files get the user's umask (``0o666 & ~umask``), not ``mkstemp``'s 0600.

@@ -216,12 +216,22 @@ def _stand_in(name: str) -> Callable[..., Any]:
     return figure
 
 
+def _stand_in_issues(name: str) -> Callable[..., Any]:
+    def figure(section: dict[str, Any], *rest: Any) -> str:
+        path, files = rest[-2:]
+        body = f"{name} of {section['n_issues']} issues"
+        return file_sets.write_file(path, lambda tmp: file_sets.write_text(tmp, body), files)
+    return figure
+
+
 @pytest.fixture()
 def quick_figures(monkeypatch):
-    from sap_kernels.report import plots
+    from sap_kernels.report import issue_plots, plots
 
     monkeypatch.setattr(plots, "sweep_figure", _stand_in("sweep"))
     monkeypatch.setattr(plots, "spectra_figure", _stand_in("spectra"))
+    monkeypatch.setattr(issue_plots, "pairs_figure", _stand_in_issues("pairs"))
+    monkeypatch.setattr(issue_plots, "samples_figure", _stand_in_issues("samples"))
 
 
 @pytest.fixture()
@@ -268,3 +278,41 @@ def test_index_html_is_renamed_last(tmp_path, monkeypatch, results, quick_figure
     results[1].save_report(tmp_path)
     assert order[-1] == "index.html" and set(order) == {"alpha_sweep.png", "spectra.png", "report.json",
                                                          "index.html"}
+
+
+def _image_run(seed: int) -> tuple[sap_kernels.SAPResult, Any, list[Any]]:
+    """A result on 1x4x4 images, its label issues (argmax: a random model flags many) and the batches."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(32, 1, 4, 4, generator=g), torch.randint(0, 3, (32,), generator=g)
+    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 32, 16)]
+    res = sap_kernels.project(model, batches, val_loader=batches, alphas=[1.0, 100.0], progress=False)
+    return res, res.label_issues(batches, rule="argmax", progress=False), batches
+
+
+@pytest.fixture(scope="module")
+def image_runs() -> tuple[Any, Any]:
+    return _image_run(0), _image_run(1)
+
+
+@settings(max_examples=25, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(faults=st.lists(st.sampled_from(["replace", "link", "open", "save_file"]), min_size=1, max_size=2,
+                       unique=True), k=st.integers(0, 16))
+def test_a_report_with_label_issues_is_written_as_a_set(tmp_path_factory, monkeypatch, quick_figures, image_runs,
+                                                        faults, k):
+    (old_res, old_issues, old_batches), (new_res, new_issues, new_batches) = image_runs
+    folder, reference = tmp_path_factory.mktemp("issues") / "rep", tmp_path_factory.mktemp("reference")
+    old_res.save_report(folder, issues=old_issues, samples=old_batches)
+    new_res.save_report(reference, issues=new_issues, samples=new_batches)
+    old, new = snapshot(folder), snapshot(reference)
+    assert {"label_issues_samples.safetensors", "label_issues_pairs.png", "label_issues_samples.png"} <= set(new)
+    error = None
+    with monkeypatch.context() as m:
+        Faults(m, faults, k)
+        try:
+            new_res.save_report(folder, issues=new_issues, samples=new_batches)
+        except Exception as exc:  # noqa: BLE001
+            error = exc
+    check_outcome(folder, old, new, error, str(folder))
