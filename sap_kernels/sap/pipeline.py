@@ -23,7 +23,7 @@ from torch import nn
 from .alpha.choice import AlphaChoice, choose
 from .alpha.rules import MEMORISED_SCORE
 from .data import batches
-from .data.loaders import attention_mask_rows, check_loader, known_size
+from .data.loaders import attention_mask_rows, check_loader, known_size, row_mask_of
 from .data.samples import SampleSet
 from .gram.collection import collect_with, statistics_of
 from .gram.collector import GramCollector
@@ -155,8 +155,16 @@ def _with_row_masks(loader: Iterable[Any], collector: GramCollector, fmt: BatchF
             inputs = split(batch)[0]
         except (TypeError, ValueError, KeyError):
             inputs = None  # select_trusted reports this batch's error itself
-        collector.row_mask = None if mask_fn is None or inputs is None else mask_fn(inputs)
+        collector.row_mask = None if mask_fn is None or inputs is None else row_mask_of(mask_fn, inputs, _size(inputs))
         yield batch
+    collector.row_mask = None  # checks that the last batch's mask fitted it
+
+
+def _size(inputs: Any) -> Optional[int]:
+    try:
+        return batches.batch_len(inputs)
+    except TypeError:
+        return None
 
 
 def _choose(target: nn.Module, spectra: Spectra, trusted: TrustedSet, val_loader: Optional[Iterable[Any]],

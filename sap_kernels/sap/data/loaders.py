@@ -9,7 +9,7 @@ import torch
 
 from ..options.configs import RowMaskFn
 
-__all__ = ["RowMaskFn", "attention_mask_rows", "check_loader", "known_size"]
+__all__ = ["RowMaskFn", "attention_mask_rows", "check_loader", "known_size", "row_mask_of"]
 
 
 def check_loader(loader: Any, name: str) -> None:
@@ -48,3 +48,35 @@ def attention_mask_rows(inputs: Any) -> Optional[torch.Tensor]:
         if isinstance(mask, torch.Tensor) and mask.dim() == 2:
             return mask != 0
     return None
+
+
+def row_mask_of(mask_fn: RowMaskFn, inputs: Any, batch_len: Optional[int] = None) -> Optional[torch.Tensor]:
+    """``mask_fn(inputs)`` checked and made boolean: a ``[B, T]`` bool tensor, or None.
+
+    An integer mask (Hugging Face's int64 ``attention_mask``) or a float one must hold only 0 and 1
+    and is used as a mask (1: a real token), never as row indices; anything but a tensor or None is
+    a TypeError, a mask that is not ``[B, T]`` (``B`` the batch's samples, when known) a ValueError,
+    each naming ``row_mask``.
+    """
+    mask = mask_fn(inputs)
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"row_mask must return a [B, T] tensor (bool, or 0/1 integers) or None; "
+                        f"got {type(mask).__name__}")
+    if mask.is_sparse or mask.layout != torch.strided:
+        raise TypeError(f"row_mask must return a dense [B, T] tensor; got layout {mask.layout}")
+    if mask.dim() != 2:
+        raise ValueError(f"row_mask must return a [B, T] mask; got shape {list(mask.shape)}")
+    if batch_len is not None and mask.shape[0] != batch_len:
+        raise ValueError(f"row_mask returned a mask of shape {list(mask.shape)} for a batch of {batch_len} samples "
+                         f"(expected [{batch_len}, T])")
+    if mask.dtype == torch.bool:
+        return mask
+    if mask.is_complex():
+        raise TypeError(f"row_mask must return a bool or 0/1 integer/float mask; got dtype {mask.dtype}")
+    if mask.numel() and not bool(((mask == 0) | (mask == 1)).all()):
+        bad = mask[(mask != 0) & (mask != 1)].flatten()[0].item()
+        raise ValueError(f"row_mask returned a {mask.dtype} mask with values other than 0 and 1 (e.g. {bad!r}); "
+                         "return a bool mask, or 0/1 values (1: a real token)")
+    return mask != 0

@@ -42,7 +42,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import batches
-from ..data.loaders import RowMaskFn, attention_mask_rows, check_loader
+from ..data.loaders import RowMaskFn, attention_mask_rows, check_loader, row_mask_of
 from ..data.samples import SampleSet
 from ..layers.discovery import Discovery, Selector, discover, nothing_to_project
 from ..layers.head import drop_unit, find_head
@@ -214,9 +214,11 @@ class _Run:
         with eval_modes(self.model), collector, torch.no_grad():
             for inputs in tqdm(_chain(first, rest), desc="SAP: collecting activations", disable=not self.progress,
                                leave=False):
-                collector.row_mask = self.row_mask(inputs) if self.row_mask is not None else None
+                size = batches.batch_len(inputs)
+                collector.row_mask = None if self.row_mask is None else row_mask_of(self.row_mask, inputs, size)
                 call_model(self.model, batches.to_device(inputs, self.device))
-                n += batches.batch_len(inputs)
+                n += size
+            collector.row_mask = None
         return collector, n
 
 

@@ -83,16 +83,17 @@ class Accumulator:
         return self.gram
 
 
-def _masked(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """Rows of a token-wise input ``[B, T, ..., K]`` (or ``[T, B, ..., K]``) at unmasked positions."""
+def _masked(x: torch.Tensor, mask: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[bool]]:
+    """Rows of a token-wise input ``[B, T, ..., K]`` (or ``[T, B, ..., K]``) at unmasked positions,
+    and whether the mask fitted it (None: not a token-wise input, or no mask)."""
     if mask is None or x.dim() < 3:
-        return x
+        return x, None
     b, t = mask.shape
     if tuple(x.shape[:2]) == (b, t):
-        return x[mask.to(x.device)]
+        return x[mask.to(x.device)], True
     if tuple(x.shape[:2]) == (t, b) and t != b:
-        return x.transpose(0, 1)[mask.to(x.device)]
-    return x
+        return x.transpose(0, 1)[mask.to(x.device)], True
+    return x, False
 
 
 class GramCollector:
@@ -105,7 +106,8 @@ class GramCollector:
 
     Attributes:
         streams: key -> ``Accumulator``.
-        row_mask: ``[B, T]`` bool for the current batch (True: a real token), or None.
+        row_mask: ``[B, T]`` bool for the current batch (True: a real token), or None; setting it
+            checks that the previous batch's mask fitted (``check_row_mask``).
     """
 
     def __init__(self, units: list[Unit], *, backend: Optional[str] = None, keep_rows: bool = True):
@@ -114,7 +116,9 @@ class GramCollector:
         self.backend = backend
         self.keep_rows = keep_rows
         self.streams: dict[str, Accumulator] = {}
-        self.row_mask: Optional[torch.Tensor] = None
+        self._row_mask: Optional[torch.Tensor] = None
+        self._mask_fitted = False
+        self._mask_misfits: list[tuple[int, ...]] = []
         self._handles: list[Handle] = []
         self._guard = attention_fastpath_off()
 
@@ -133,6 +137,28 @@ class GramCollector:
             h.remove()
         self._handles.clear()
         self._guard.__exit__(None, None, None)
+
+    @property
+    def row_mask(self) -> Optional[torch.Tensor]:
+        return self._row_mask
+
+    @row_mask.setter
+    def row_mask(self, mask: Optional[torch.Tensor]) -> None:
+        """Set the next batch's mask, after checking that the last one fitted its batch."""
+        self.check_row_mask()
+        self._row_mask, self._mask_fitted, self._mask_misfits = mask, False, []
+
+    def check_row_mask(self) -> None:
+        """A ValueError naming ``row_mask`` when the current batch's mask fitted none of its
+        token-wise layer inputs although there were some (a ``[B, T+1]`` mask for ``[B, T]`` tokens)."""
+        mask = self._row_mask
+        if mask is not None and not self._mask_fitted and self._mask_misfits:
+            shapes = sorted({s[:2] for s in self._mask_misfits})
+            self._row_mask, self._mask_misfits = None, []
+            raise ValueError(
+                f"row_mask returned a mask of shape {list(mask.shape)}, which fits none of the token-wise layer "
+                f"inputs of its batch (their leading dimensions: {', '.join(str(list(s)) for s in shapes)}); "
+                "return a [B, T] mask with the inputs' batch and token dimensions")
 
     @staticmethod
     def is_activation(x: object) -> TypeGuard[torch.Tensor]:
@@ -158,7 +184,11 @@ class GramCollector:
         if x.is_nested:
             x = torch.cat([t.reshape(-1, spec.k) for t in x.unbind()])
         if spec.kind in ("rows", "outputs"):
-            x = _masked(x, self.row_mask)
+            x, fitted = _masked(x, self._row_mask)
+            if fitted:
+                self._mask_fitted = True
+            elif fitted is False:
+                self._mask_misfits.append(tuple(x.shape))
         acc = self.streams.get(spec.key)
         if acc is None:
             acc = self.streams[spec.key] = Accumulator(spec)
