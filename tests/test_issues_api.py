@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 import sap_kernels
 from sap_kernels import LabelIssues
-from sap_kernels.sap.issues.order import in_dataset_order
+from sap_kernels.sap.data.order import in_dataset_order
 from sap_kernels.sap.issues.rules import flag
 
 

@@ -10,7 +10,7 @@ label_quality, is_issue]``, class indices) and ``grid`` (``{"file": name or null
 ``labels`` (position -> ``[given, predicted]`` for the grid's samples, for its titles).
 
 The inputs are not part of ``LabelIssues``: they are read again from the training loader
-(``samples=``) in dataset order (``sap.issues.order``), only for the positions drawn, and kept
+(``samples=``) in dataset order (``sap.data.order``), only for the positions drawn, and kept
 beside ``report.json`` in ``GRID_FILE`` so that ``render_report`` can draw the grid again.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from ..file_sets import FileSet, write_file
 from ..sap.data import batches
 from ..sap.issues.label_issues import LabelIssues
-from ..sap.issues.order import in_dataset_order
+from ..sap.data.order import in_dataset_order
 
 TOP_ROWS = 20
 GRID_SAMPLES = 24

@@ -21,7 +21,7 @@ class LabelIssues:
     Attributes:
         positions: int64 ``[N]``: the sample's index in the dataset (``dataset[i]``); for a loader
             that is not a ``DataLoader`` over a map-style dataset, its position in the order the
-            loader yields (``sap.issues.order``).
+            loader yields (``sap.data.order``).
         given_labels: int64 ``[N]``: the label the loader gave.
         predicted_labels: int64 ``[N]``: the corrected model's most probable class.
         label_quality: float ``[N]`` in [0, 1]: the corrected model's probability of the given

@@ -21,7 +21,7 @@ from ..runtime.distributed import Ranks, agreed
 from ..runtime.forward import call_model
 from ..runtime.guards import eval_modes
 from ..runtime.wrappers import device_of, unwrap
-from .order import OrderedSource, in_dataset_order
+from ..data.order import OrderedSource, in_dataset_order
 
 
 @dataclass(frozen=True)

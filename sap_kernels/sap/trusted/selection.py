@@ -10,12 +10,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence, Union
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import batches
 from ..data.loaders import check_loader
+from ..data.order import positions_order
 from ..data.objective import Objective, PerSample
 from ..data.samples import Part, SampleSet, content_keys, keep_lowest, merge
 from ..options.choices import check_count, check_n_trusted
@@ -156,6 +158,7 @@ class _RankingPass:
         self.reference = _Pool(reference) if reference else None  # uniform: lowest content keys
         self.own: list[torch.Tensor] = []  # per batch: each sample's score under the unchanged model
         self.given: Optional[torch.Tensor] = None  # indices known to be clean: scored 0, the rest 1
+        self.given_length: Optional[int] = None  # given as a bool mask: the samples it must cover
 
     def feed(self, model: nn.Module, batch: Any, split: batches.Splitter, b: int, device: torch.device) -> None:
         inputs, labels = split(batch)
@@ -191,6 +194,8 @@ class _RankingPass:
         if keys is None or self.n_held >= self.max_holdout:
             return part
         hold = keys < self.holdout
+        if self.given is not None:  # given clean positions are never held out
+            hold &= ~torch.isin(part.indices, self.given)
         hold &= torch.cumsum(hold.long(), 0) <= self.max_holdout - self.n_held
         if not bool(hold.any()):
             return part
@@ -230,6 +235,9 @@ class _RankingPass:
         available = totals.seen - totals.held
         notices: list[str] = []
         if self.given is not None:
+            if self.given_length is not None and self.given_length != totals.seen:
+                raise ValueError(f"indices: the bool mask has {self.given_length} entries but the loader yielded "
+                                 f"{totals.seen} samples; pass one entry per sample")
             beyond = self.given[self.given >= totals.seen]
             if beyond.numel():
                 raise ValueError(f"indices {beyond[:5].tolist()} are beyond the {totals.seen} samples the loader "
@@ -329,10 +337,15 @@ def select_trusted(
         strategy: ``"loss"`` (lowest per-sample loss, the criterion of the paper's text),
             ``"curvature"`` (the published scripts' input-curvature score, ``rankers.CurvatureRanker``)
             or ``"random"``.
-        indices: positions (in the loader's order) of samples known to be clean: exactly those are
-            trusted (``n_trusted`` and ``class_balanced`` do not apply; one process only).
+        indices: positions of samples known to be clean (integers: a tensor, a NumPy array, a
+            range or a list; or a bool mask with one entry per sample): exactly those are trusted
+            (``n_trusted`` and ``class_balanced`` do not apply; one process only). Positions are
+            dataset indices: a shuffling ``DataLoader`` is read in index order, one whose sampler
+            draws part of its dataset is refused (``sap.data.order.positions_order``); any other
+            iterable's positions are the order it yields.
         holdout, max_holdout, seed: with ``holdout > 0`` each sample is set aside with that
-            probability (seeded; at most ``max_holdout``) for choosing alpha, and never trusted.
+            probability (seeded; at most ``max_holdout``) for choosing alpha, and never trusted;
+            given clean positions (``indices``) are never held out, so none is ever replaced.
         reference: keep a seeded uniform sample of up to this many samples (trusted ones
             included) as ``TrustedSet.reference``, for choosing alpha on training data.
         loss_fn: per-sample loss ``(output, labels) -> [B]`` replacing the default (cross-entropy,
@@ -366,6 +379,8 @@ def select(model: nn.Module, loader: Iterable[Any], config: TrustConfig) -> Trus
     ranks = resolve_ranks(config.parallel.process_group, config.parallel.distributed)
     ranking = _ranking_pass(requested, config, ranks)
     strategy = "given" if ranking.given is not None else config.strategy
+    if ranks is None:  # positions are dataset indices: a shuffling DataLoader is read in index order
+        loader = positions_order(loader, given=ranking.given is not None)
 
     def stream() -> None:
         with eval_modes(inner):
@@ -394,29 +409,35 @@ def _ranking_pass(requested: Optional[Union[int, float]], config: TrustConfig, r
     reference = check_count(reference, "reference") if reference else 0
     per_rank = -(-reference // ranks.size) if reference and ranks is not None else reference
     given = _given(config.indices, ranks)
-    if given is not None:
-        class_balanced, capacity, strategy = False, int(given.numel()), "loss"
+    if given[0] is not None:
+        class_balanced, capacity, strategy = False, int(given[0].numel()), "loss"
     ranking = _RankingPass(RANKERS[strategy](objective, config.seed), objective, class_balanced, capacity,
                            float(holdout), check_count(config.max_holdout, "max_holdout"), config.seed, per_rank)
-    ranking.given = given
+    ranking.given, ranking.given_length = given
     return ranking
 
 
-def _given(indices: Optional[Union[Sequence[int], torch.Tensor]], ranks: Optional[Ranks]) -> Optional[torch.Tensor]:
-    """``indices=`` as a sorted int64 tensor of distinct non-negative positions, or a named error."""
+def _given(indices: Optional[Union[Sequence[int], torch.Tensor]],
+           ranks: Optional[Ranks]) -> tuple[Optional[torch.Tensor], Optional[int]]:
+    """``indices=`` as a sorted int64 tensor of distinct non-negative positions (a bool mask: its
+    True positions) and the number of samples a bool mask requires (else None), or a named error."""
     if indices is None:
-        return None
+        return None, None
     if ranks is not None:
         raise ValueError("indices= (given clean samples) runs on one process; pass distributed=False")
     try:
-        t = torch.as_tensor(indices)
+        t = torch.as_tensor(np.asarray(indices) if not isinstance(indices, torch.Tensor) else indices)
     except (TypeError, ValueError, RuntimeError):
         raise TypeError(f"indices must be a sequence of sample positions, got {type(indices).__name__}") from None
+    if t.dtype == torch.bool and t.dim() == 1:
+        if not bool(t.any()):
+            raise ValueError(f"indices: the bool mask of {t.numel()} samples marks no sample as clean")
+        return t.nonzero().squeeze(1), int(t.numel())
     if t.dim() != 1 or t.is_floating_point() or t.is_complex() or t.dtype == torch.bool or t.numel() == 0:
         raise TypeError(f"indices must be a non-empty 1-d sequence of integer positions, got {t.dtype} {list(t.shape)}")
     out: torch.Tensor = torch.unique(t.long())
     if int(out.min()) < 0:
         raise ValueError(f"indices must be >= 0, got {out[out < 0][:5].tolist()}")
-    return out
+    return out, None
 
 

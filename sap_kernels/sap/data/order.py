@@ -86,3 +86,23 @@ def in_dataset_order(loader: Iterable[Any]) -> OrderedSource:
     if not _is_shuffled(loader, indices):
         return OrderedSource(_reread(loader, indices) if loader.drop_last else loader, indices, False, shared, span)
     return OrderedSource(_reread(loader, indices), indices, True, shared, span)
+
+
+def positions_order(loader: Iterable[Any], *, given: bool) -> Iterable[Any]:
+    """``loader`` as batches to read so that sample position ``i`` is dataset index ``i``.
+
+    A shuffling ``DataLoader`` over a whole map-style dataset is re-read in index order
+    (``in_dataset_order``); any other iterable is read as it yields. With given positions
+    (``given=True``) a ``DataLoader`` whose sampler draws only part of its dataset, or draws a
+    dataset over another index set, is refused: its pass order is no dataset index.
+    """
+    source = in_dataset_order(loader)
+    if source.indices is None:
+        return loader
+    whole = source.span is not None and int(source.indices.numel()) == source.span
+    if given and not whole:
+        raise ValueError(
+            f"trusted=<positions> are dataset indices, but this DataLoader's sampler draws "
+            f"{int(source.indices.numel())} of its dataset's {source.span} samples: pass a DataLoader over exactly "
+            "the samples the positions refer to (e.g. a Subset) with shuffle=False")
+    return source.batches if source.reordered and whole else loader
