@@ -5,7 +5,9 @@ Layout (``report.json``): ``alpha`` (``null`` for the unchanged model), ``scores
 ``n_trusted``, ``timings`` (phase -> seconds), ``skipped`` (list of ``[name, reason]``) and
 ``layers``: per layer ``name``, ``kind``, ``K``, ``groups``, ``rows``, ``method``, ``rank99``
 and ``energies`` (descending, the largest-energy group's, or null without a spectrum).
-Optional: ``label_issues`` (``sap_kernels.report.issues``); a report without it is read as before.
+Optional: ``label_issues`` (``sap_kernels.report.issues``) and ``variant`` (``mode``,
+``location``, ``rounds``; absent in older reports, read as ``sap``/``pre``/1); a report without
+them is read as before.
 """
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ def report_data(result: Any) -> dict[str, Any]:
         "timings": {k: float(v) for k, v in result.timings.items()},
         "skipped": [[str(n), str(r)] for n, r in result.skipped],
         "layers": [_layer(layer) for layer in result.layers],
+        "variant": {"mode": str(getattr(result, "mode", "sap")), "location": str(getattr(result, "location", "pre")),
+                    "rounds": int(getattr(result, "rounds", 1))},
     }
 
 

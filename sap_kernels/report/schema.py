@@ -53,7 +53,8 @@ ISSUES = {"n_samples": INT, "n_issues": INT, "rule": STR, "alpha": Optional_(NUM
                           lambda v: isinstance(v, dict) and all(_fits(x, Row(INT, INT)) for x in v.values()))}
 REPORT = {"alpha": Optional_(NUM), "scores": ListOf(Row(Optional_(NUM), NUM)), "rule": STR, "validation": STR,
           "warnings": ListOf(STR), "notices": ListOf(STR), "n_samples": INT, "n_trusted": INT, "timings": STR_MAP,
-          "skipped": ListOf(Row(STR, STR)), "layers": ListOf(LAYER), "label_issues?": Optional_(ISSUES)}
+          "skipped": ListOf(Row(STR, STR)), "layers": ListOf(LAYER), "label_issues?": Optional_(ISSUES),
+          "variant?": {"mode": STR, "location": STR, "rounds": INT}}
 
 
 def _describe(spec: Spec) -> str:

@@ -13,10 +13,12 @@ checked (and restored if the write itself fails).
 """
 from __future__ import annotations
 
+import numbers
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,6 +26,7 @@ from .alpha.choice import AlphaChoice, choose
 from .alpha.rules import MEMORISED_SCORE
 from .data import batches
 from .data.loaders import attention_mask_rows, check_loader, known_size, row_mask_of
+from .data.order import positions_order
 from .data.samples import SampleSet
 from .gram.collection import collect_with, statistics_of
 from .gram.collector import GramCollector
@@ -42,7 +45,7 @@ from .options.configs import (
     TrustConfig,
     settings,
 )
-from .projection.projectors import Projector
+from .projection.projectors import EigenProjector, GeneralProjector, Projector
 from .projection.rounds import first_round, run_rounds
 from .projection.write import projectors_from_spectra, projectors_from_statistics, write_all
 from .result import LayerReport, SAPResult
@@ -56,13 +59,16 @@ from .trusted.selection import TrustedSet, select
 
 
 def _reports(source: Union[Spectra, Statistics], projectors: Sequence[Projector]) -> list[LayerReport]:
+    """One report per projector: the input-side spectrum it used (any mode and side), or the
+    output side's decomposition method without energies (``location="post"``), or ``"solve"``."""
     out = []
     for p in projectors:
         t = p.target
         rows = source.rows[t.stream] if isinstance(source, Spectra) else source.streams[t.stream].rows
-        spectrum = getattr(p, "spectrum", None)
-        energies = None if spectrum is None else spectrum.energies(t.k)
-        method = "solve" if spectrum is None else ("rows" if spectrum.dual else "gram")
+        pre = p.spectrum if isinstance(p, EigenProjector) else p.pre if isinstance(p, GeneralProjector) else None
+        used = pre if pre is not None else p.post if isinstance(p, GeneralProjector) else None
+        energies = None if pre is None else pre.energies(t.k)
+        method = "solve" if used is None else ("rows" if used.dual else "gram")
         out.append(LayerReport(t.name, t.kind, t.k, t.groups, rows, energies, method, t.tied))
     return out
 
@@ -122,8 +128,9 @@ def _trusted_and_statistics(target: nn.Module, loader: Iterable[Any], r: Resolve
                          size=known_size(loader) if isinstance(s.n_trusted, int) else None)
     if fused:
         disc = discover(target, r.collect.layers, r.collect.skip)
+        ordered = positions_order(loader, given=False) if r.ranks is None else loader
         with GramCollector(disc.units, backend=s.backend) as collector:
-            trusted = select(target, _with_row_masks(loader, collector, r.batches, r.collect.row_mask), r.trust)
+            trusted = select(target, _with_row_masks(ordered, collector, r.batches, r.collect.row_mask), r.trust)
         if len(trusted) == trusted.n_seen:
             return trusted, statistics_of(collector, disc, None, len(trusted), trusted.indices, trusted.notices)
     else:
@@ -244,7 +251,9 @@ def project(
         n_trusted: a count, a fraction, or None (1000, or a quarter of smaller data, with a notice).
         class_balanced: the best ``n_trusted / C`` per class; None: True for class labels.
         trusted: ranking ``"loss"``, ``"curvature"`` (the published scripts') or ``"random"``; the
-            positions of samples known clean (ints into ``loader``'s order); or a loader of clean samples.
+            positions of samples known clean (ints as a tensor, NumPy array, range or list, or a bool
+            mask with one entry per sample; dataset indices: a shuffling DataLoader is read in index
+            order; never held out); or a loader of clean samples.
         layers, skip, skip_head: names, glob patterns or types to include / exclude (no match is an
             error); ``skip_head`` leaves the layer producing the logits alone.
         inplace: modify ``model`` itself (restored if anything fails); else a deep copy.
@@ -285,14 +294,36 @@ def _trusted_arg(trusted: Any) -> tuple[str, Optional[Union[torch.Tensor, Iterab
     loader of clean samples."""
     if isinstance(trusted, str):
         return trusted, None
-    if isinstance(trusted, torch.Tensor) or (isinstance(trusted, (list, tuple)) and trusted
-                                             and all(isinstance(i, int) and not isinstance(i, bool) for i in trusted)):
-        return "loss", torch.as_tensor(trusted)
+    positions = _positions(trusted)
+    if positions is not None:
+        return "loss", positions
     if hasattr(trusted, "__iter__") and not isinstance(trusted, (bytes, dict)):
         check_loader(trusted, "trusted")
         return "loss", trusted
     raise TypeError("trusted must be 'loss', 'curvature', 'random', a sequence of clean sample positions or a "
                     f"loader of clean samples; got {trusted!r}")
+
+
+def _positions(trusted: Any) -> Optional[torch.Tensor]:
+    """``trusted=`` as clean positions when it is positions: a tensor, a NumPy array, a range, or a
+    list/tuple of integers (Python or NumPy) or of bools (a mask, one entry per sample); else None."""
+    if isinstance(trusted, torch.Tensor):
+        return trusted
+    if isinstance(trusted, np.ndarray):
+        if trusted.dtype.kind not in "biu":
+            raise TypeError(f"trusted: a NumPy array of positions must hold integers or bools, got {trusted.dtype}")
+        return torch.from_numpy(np.ascontiguousarray(trusted))
+    if isinstance(trusted, range):
+        return torch.tensor(list(trusted), dtype=torch.long)
+    if not isinstance(trusted, (list, tuple)) or any(isinstance(i, (torch.Tensor, np.ndarray)) for i in trusted):
+        return None
+    if not trusted or all(isinstance(i, numbers.Integral) and not isinstance(i, (bool, np.bool_)) for i in trusted):
+        return torch.tensor([int(i) for i in trusted], dtype=torch.long)
+    if all(isinstance(i, (bool, np.bool_)) for i in trusted):
+        return torch.tensor([bool(i) for i in trusted], dtype=torch.bool)
+    if all(isinstance(i, numbers.Integral) for i in trusted):
+        raise TypeError("trusted: a list of positions mixes bools and integers; pass integer positions or a bool mask")
+    return None
 
 
 def _working_model(model: nn.Module, s: Settings, layers: Selection, skip: Selection) -> tuple[nn.Module, nn.Module]:
@@ -384,5 +415,5 @@ def _run(returned: nn.Module, target: nn.Module, loader: Iterable[Any], val_load
         validation=validation, n_samples=trusted.n_seen, timings=timings,
         holdout_indices=None if trusted.holdout is None else trusted.holdout.indices,
         rule="given" if choice is None else choice.rule, warnings=[] if choice is None else choice.warnings,
-        notices=list(trusted.notices),
+        notices=list(trusted.notices), mode=s.mode, location=s.location, rounds=s.rounds,
     )

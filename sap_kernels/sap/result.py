@@ -28,8 +28,9 @@ class LayerReport:
     name: the module name, or for attention weights ``"<block>.in_proj_weight"`` (self-attention,
         packed), ``"<block>.in_proj_weight[q|k|v]"`` (distinct inputs), ``"<block>.q_proj_weight"``
         etc., ``"<block>.out_proj"``.
-    eigenvalues: ``[groups, K]`` float64 on CPU, each row in descending order (Gram energies;
-        zeros beyond the rows seen when ``method == "rows"``); None when ``method == "solve"``.
+    eigenvalues: ``[groups, K]`` float64 on CPU, each row in descending order (the input Gram's
+        energies, whatever the mode; zeros beyond the rows seen when ``method == "rows"``); None
+        when ``method == "solve"`` or when only the output side was decomposed (``location="post"``).
     tied: other modules sharing this weight (their inputs are in the same Gram).
     method: ``"gram"`` (eigendecomposition of the ``K x K`` Gram), ``"rows"`` (dual
         decomposition of the ``rows x rows`` inner products, used when ``rows <= K``) or
@@ -64,16 +65,20 @@ class SAPResult:
         alpha: chosen alpha; ``math.inf`` means the unchanged model scored best.
         scores: alpha -> validation accuracy in [0, 1]; key ``math.inf`` is the unchanged model.
             Empty when ``alpha`` was given.
-        trusted_indices: ``[n_trusted]`` int64, positions of the trusted samples in the order the
-            loader yielded them.
+        trusted_indices: ``[n_trusted]`` int64, ascending positions of the trusted samples: dataset
+            indices for a ``DataLoader`` over a map-style dataset (a shuffling one is read in index
+            order, ``sap.data.order``), else the order the loader yielded them (0, 1, ...); given
+            ``trusted=<positions>`` come back as given.
         layers: one ``LayerReport`` per projected layer.
         skipped: ``(module name, reason)`` for every parametrised module that was not projected.
         validation: where the alpha scores came from.
-        holdout_indices: positions held out for choosing alpha (when no ``val_loader``), else None.
+        holdout_indices: positions (in the same order) held out for choosing alpha (when no
+            ``val_loader``), else None; never one of the given clean positions.
         timings: seconds per phase.
         rule: how alpha was chosen, in words ("given" when ``alpha`` was passed).
         warnings: what the user should know about this result (e.g. alpha chosen on memorised data).
         notices: what the method decided on its own (a smaller trusted set on small data, ...).
+        mode, location, rounds: the variant that was applied (``project``'s arguments).
     """
 
     model: nn.Module
@@ -89,6 +94,9 @@ class SAPResult:
     rule: str = ""
     warnings: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    mode: str = "sap"
+    location: str = "pre"
+    rounds: int = 1
 
     def summary(self) -> str:
         """A readable multi-line report."""
