@@ -133,11 +133,7 @@ def plan(
     disc = discover(inner, layers, skip)
     if not disc.units:
         raise nothing_to_project(disc)
-    batch = next(iter(loader), None)
-    if batch is None:
-        raise ValueError("the loader yielded no samples")
-    inputs, labels = split(batch)
-    batches.check_samples(inputs, int(labels.shape[0]) if labels.dim() else 0, 0)
+    inputs = _first_samples(loader, split)
     inputs = batches.to_device(inputs, device_of(inner))
     head = None
     with eval_modes(inner), torch.no_grad():
@@ -154,6 +150,20 @@ def plan(
     if progress:
         print(result.summary())
     return result
+
+
+def _first_samples(loader: Iterable[Any], split: batches.Splitter) -> Any:
+    """The inputs of the loader's first batch that holds samples (empty batches are skipped), or a
+    ValueError when it yields none."""
+    empty = 0
+    for b, batch in enumerate(loader):
+        inputs, labels = split(batch)
+        n = int(labels.shape[0]) if labels.dim() else 0
+        batches.check_samples(inputs, n, b)
+        if n > 0:
+            return inputs
+        empty += 1
+    raise ValueError("the loader yielded no samples" + (f" (its {empty} batches were all empty)" if empty else ""))
 
 
 def _planned(targets: list[Target], counter: RowCounter, batch_size: int, n_trusted: int) -> list[PlannedLayer]:
