@@ -10,6 +10,7 @@ defined here so that every layer can name them.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
@@ -163,6 +164,20 @@ class Settings:
                 and self.mode == "sap" and self.location == "pre" and self.rounds == 1)
 
 
+ROUND_FACTOR = 10.0  # alpha grows by this factor each round (``projection.rounds``)
+
+
+def check_rounds(rounds: int, params: list[float]) -> None:
+    """A ValueError when round ``rounds - 1``'s alpha (``alpha * ROUND_FACTOR ** (rounds - 1)``,
+    for the largest finite alpha of ``params``) would overflow a float."""
+    finite = [float(p) for p in params if math.isfinite(float(p)) and float(p) > 0]
+    top = max(finite, default=1.0)
+    limit = 1 + int((math.log10(sys.float_info.max) - math.log10(top)) // math.log10(ROUND_FACTOR))
+    if rounds > limit:
+        raise ValueError(f"rounds={rounds} is too many: alpha grows x{ROUND_FACTOR:g} per round, so from alpha "
+                         f"{top:g} it overflows a float after {limit} rounds; pass rounds <= {limit}")
+
+
 def settings(*, alpha: Any, alphas: Any, n_trusted: Any, class_balanced: Any, strategy: Any, solver: Any,
              eig_dtype: Any, batch_size: Any, holdout: Any, max_holdout: Any, seed: Any, backend: Any,
              inplace: Any, progress: Any, skip_head: Any, mode: Any = "sap", location: Any = "pre",
@@ -181,9 +196,16 @@ def settings(*, alpha: Any, alphas: Any, n_trusted: Any, class_balanced: Any, st
                          f"clean samples; got {strategy!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) and not hasattr(seed, "__index__"):
         raise TypeError(f"seed must be an integer, got {seed!r}")
+    if not 0 <= int(seed) < 2**63:
+        raise ValueError(f"seed must be in [0, 2**63), got {int(seed)}")
     requested_backend(backend)  # validates backend= and $SAP_KERNELS_BACKEND on every path
     if check_count(rounds, "rounds") > 1 and location != "pre":
         raise ValueError(f"rounds={rounds} composes input-side projections; it needs location='pre', not {location!r}")
+    check_rounds(int(rounds), [a] if a is not None else list(grid or ()))
+    if solver == "solve" and (mode != "sap" or location != "pre" or int(rounds) > 1):
+        raise ValueError(f"solver='solve' is the one-alpha Cholesky route of mode='sap', location='pre', rounds=1; "
+                         f"mode={mode!r}, location={location!r}, rounds={int(rounds)} needs the spectra: pass "
+                         "solver='eigh' or 'auto'")
     return Settings(
         alpha=a, grid=grid, n_trusted=check_n_trusted(n_trusted),
         class_balanced=None if class_balanced is None else check_flag(class_balanced, "class_balanced"),

@@ -15,14 +15,15 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..layers.targets import Target
+from ..options.configs import ROUND_FACTOR
 from ..spectra.eigenpairs import decompose
 from ..spectra.statistics import Statistics
 from ..spectra.streams import StreamStats
 from .projectors import Projector
 from .scaling import importance
 
-# Each round multiplies the previous round's alpha by this (the published scripts' schedule).
-ROUND_FACTOR = 10.0
+# Each round multiplies the previous round's alpha by ROUND_FACTOR (the published scripts' schedule;
+# options.configs, which bounds ``rounds`` by it).
 
 
 def _matrix(vecs: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
