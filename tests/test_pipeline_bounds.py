@@ -55,3 +55,47 @@ def test_plan_skips_empty_first_batches():
 def test_plan_on_only_empty_batches_is_named():
     with pytest.raises(ValueError, match="no samples .*2 batches were all empty"):
         sap_kernels.plan(_model(), _batches((0, 0)), progress=False)
+
+
+def _stats_file(tmp_path, corrupt: bool):
+    model = _model()
+    stats = sap_kernels.collect(model, _batches((64,)), progress=False)
+    if corrupt:
+        for s in stats.streams.values():
+            assert s.gram is not None
+            s.gram[0] = -torch.eye(s.gram.shape[-1], dtype=s.gram.dtype)
+    path = str(tmp_path / "stats.safetensors")
+    stats.save(path)
+    return model, path
+
+
+def test_indefinite_gram_from_a_file_names_layer_and_file(tmp_path):
+    model, path = _stats_file(tmp_path, corrupt=True)
+    stats = sap_kernels.Statistics.load(path)
+    with pytest.raises(ValueError, match="layer '0'.*stats.safetensors.*positive semi-definite"):
+        sap_kernels.apply(model, stats, 10.0)
+
+
+def test_eigendecomposition_failure_names_the_layer(monkeypatch):
+    from sap_kernels.sap.spectra import decomposition
+
+    def fail(*a, **k):
+        raise torch.linalg.LinAlgError("did not converge")
+
+    monkeypatch.setattr(decomposition, "decompose", fail)
+    stats = sap_kernels.collect(_model(), _batches((64,)), progress=False)
+    with pytest.raises(ValueError, match="layer .*eigendecomposition of its Gram failed"):
+        stats.decompose()
+
+
+def test_save_after_release_is_refused_at_save_time(tmp_path):
+    stats = sap_kernels.collect(_model(), _batches((64,)), progress=False)
+    stats.decompose(release=True)
+    path = tmp_path / "released.safetensors"
+    with pytest.raises(ValueError, match="release=True"):
+        stats.save(str(path))
+    assert not path.exists()
+    kept = sap_kernels.collect(_model(), _batches((64,)), progress=False)
+    kept.decompose(release=False)
+    kept.save(str(path))
+    assert sap_kernels.Statistics.load(str(path)).source == str(path)

@@ -140,7 +140,12 @@ def _split_solves(model: nn.Module, stats: Statistics, grams: dict[str, Optional
             continue
         check_finite(gram, "Gram", stream_names(stats.targets, t.stream))
         w = _access(model, t).read()
-        out[t.name] = ops.gram_projection(w.reshape(t.groups, w.shape[0] // t.groups, t.k), gram, alpha)
+        try:
+            out[t.name] = ops.gram_projection(w.reshape(t.groups, w.shape[0] // t.groups, t.k), gram, alpha)
+        except (ValueError, torch.linalg.LinAlgError) as exc:
+            where = "" if stats.source is None else f" in statistics file {stats.source!r}"
+            raise ValueError(f"layer {t.name!r} (stream {t.stream!r}{where}): the fixed-alpha Cholesky solve failed: "
+                             f"the Gram is not positive semi-definite (statistics altered or corrupt?); {exc}") from None
     return out
 
 

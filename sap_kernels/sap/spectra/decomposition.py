@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -42,7 +43,10 @@ def decompose_stream(s: StreamStats, names: str, eig_dtype: Optional[torch.dtype
         spec = decompose_rows(s.kept, eig_dtype or precision.ROWS_DECOMPOSE_DTYPE)
     elif s.gram is not None:
         check_finite(s.gram, "Gram", names)
-        spec = decompose(s.gram, precision.eig_dtype(s.spec.k, s.gram.dtype, eig_dtype))
+        try:
+            spec = decompose(s.gram, precision.eig_dtype(s.spec.k, s.gram.dtype, eig_dtype))
+        except (torch.linalg.LinAlgError, np.linalg.LinAlgError) as exc:
+            raise ValueError(f"layer {names}: the eigendecomposition of its Gram failed ({exc})") from None
     else:
         raise ValueError(f"layer {names}: no statistics (it was never called)")
     check_finite(spec.eigvals, "spectrum", names)

@@ -32,6 +32,7 @@ class Statistics:
     head: the classifier head's name when ``skip_head`` found it, else None.
     trusted_indices: ``[n]`` int64 positions of the samples in the loader's order (may be empty).
     notices: what earlier phases decided on their own, in words.
+    source: the file they were loaded from (``load``), else None.
     """
 
     streams: dict[str, StreamStats]
@@ -41,6 +42,7 @@ class Statistics:
     n_samples: int = 0
     trusted_indices: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     notices: list[str] = field(default_factory=list)
+    source: Optional[str] = None  # the file ``load`` read them from, named in errors
 
     def fingerprint(self) -> dict[str, list[int]]:
         """``"path.param"`` -> shape of every projected weight (checked by ``apply``)."""
@@ -56,15 +58,26 @@ class Statistics:
         them) the streams are split over the ranks by longest-processing-time on their cost and
         every spectrum is broadcast, so N ranks decompose about N times faster.
         """
-        spectra, rows = decompose_streams(self.streams, self.targets, eig_dtype=eig_dtype, progress=progress,
-                                          release=release, ranks=resolve_ranks(process_group, distributed))
+        try:
+            spectra, rows = decompose_streams(self.streams, self.targets, eig_dtype=eig_dtype, progress=progress,
+                                              release=release, ranks=resolve_ranks(process_group, distributed))
+        except ValueError as exc:
+            if self.source is None:
+                raise
+            raise ValueError(f"{exc} (statistics file {self.source!r})") from None
         return Spectra(spectra, list(self.targets), rows, list(self.skipped),
                        self.head, self.n_samples, self.trusted_indices, list(self.notices))
 
     def save(self, path: Union[str, os.PathLike[str]]) -> None:
         """Write a safetensors file: every Gram/rows tensor plus a JSON table in its metadata
         (``spectra.storage``). Under torch.distributed only rank 0 writes (every rank holds the same
-        statistics)."""
+        statistics). Statistics whose Grams were dropped (``decompose(release=True)``) cannot be
+        saved: a ValueError names the streams, before anything is written."""
+        released = [k for k, s in self.streams.items() if s.gram is None and s.kept is None and s.rows > 0]
+        if released:
+            raise ValueError(f"cannot save statistics to {os.fspath(path)!r}: streams {released[:5]} hold no Gram or "
+                             "rows any more (decompose(release=True) dropped them); save before decomposing with "
+                             "release=True, or decompose with release=False")
         if is_writer():
             storage.save_file(path, self.streams, self.trusted_indices, meta_json(self))
 
@@ -80,7 +93,7 @@ class Statistics:
                 raise ValueError(f"statistics file: targets {missing} name streams it does not hold")
             return cls(streams, targets, [tuple(x) for x in meta["skipped"]], meta["head"],
                        int(meta["n_samples"]), tensors.get("trusted_indices", torch.zeros(0, dtype=torch.long)),
-                       list(meta["notices"]))
+                       list(meta["notices"]), os.fspath(path))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{os.fspath(path)!r}: malformed statistics table ({type(exc).__name__}: {exc})") from None
 
