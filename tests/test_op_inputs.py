@@ -251,3 +251,45 @@ def test_results_carry_no_autograd_history():
     x = torch.randn(8, 6, requires_grad=True)
     assert not ops.gram(x).requires_grad
     assert not ops.conv_patches(x.view(1, 1, 8, 6), 2).requires_grad
+
+
+# --- sparse tensors and absurd sizes: named errors from the argument checks ---------------------
+
+
+def _sparse_cases():
+    import sap_kernels.ops as o
+
+    x = torch.randn(4, 3)
+    img = torch.randn(1, 2, 5, 5)
+    return [
+        lambda: o.gram(x.to_sparse()),
+        lambda: o.gram(x, out=torch.zeros(3, 3).to_sparse()),
+        lambda: o.conv_gram(img.to_sparse(), 3),
+        lambda: o.conv_gram(img, 3, out=torch.zeros(1, 18, 18).to_sparse()),
+        lambda: o.conv_patches(img.to_sparse(), 3),
+        lambda: o.scaled_projection(torch.randn(3, 4).to_sparse(), torch.ones(4), torch.eye(4), 2.0),
+        lambda: o.scaled_projection(torch.randn(3, 4), torch.ones(4).to_sparse(), torch.eye(4), 2.0),
+        lambda: o.gram_projection(torch.randn(3, 4), torch.eye(4).to_sparse(), 2.0),
+    ]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_sparse_tensors_are_named_type_errors(case):
+    with pytest.raises(TypeError, match="dense"):
+        _sparse_cases()[case]()
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(kernel_size=10**6, padding=10**6), "beyond any tensor"),
+    (dict(kernel_size=2**31, padding=2**31), "beyond any tensor"),
+    (dict(kernel_size=3, dilation=2**62), "dilation must be < 2**62"),
+    (dict(kernel_size=3, stride=2**70), "stride must be < 2**62"),
+    (dict(kernel_size=3, padding=2**70), "padding must be < 2**62"),
+    (dict(kernel_size=2**70), "kernel_size must be < 2**62"),
+])
+def test_absurd_conv_sizes_are_named_value_errors(kw, words):
+    import sap_kernels.ops as o
+
+    with pytest.raises(ValueError) as info:
+        o.conv_gram(torch.randn(1, 2, 5, 5), **kw)
+    assert words in str(info.value)

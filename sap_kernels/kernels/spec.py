@@ -126,7 +126,12 @@ def _padding(padding: Padding, ks: tuple[int, ...], st: tuple[int, ...], dl: tup
     lo = _tuple(padding, nd, "padding")
     if min(lo) < 0:
         raise ValueError(f"padding must be >= 0, got {padding!r}")
+    if max(lo) >= MAX_ELEMENTS:
+        raise ValueError(f"padding must be < 2**62, got {padding!r}")
     return lo, lo
+
+
+MAX_ELEMENTS = 2**62  # no tensor (Gram, patches) or size argument reaches this
 
 
 def conv_geometry(
@@ -158,6 +163,8 @@ def conv_geometry(
     for name, values in (("kernel_size", ks), ("stride", st), ("dilation", dl)):
         if min(values) < 1:
             raise ValueError(f"{name} must be >= 1, got {values}")
+        if max(values) >= MAX_ELEMENTS:
+            raise ValueError(f"{name} must be < 2**62, got {values}")
     groups = _int(groups, "groups")
     channels = shape[1]
     if groups < 1 or channels % groups:
@@ -170,7 +177,13 @@ def conv_geometry(
         if span < 0:
             raise ValueError(f"kernel (size {ks}, dilation {dl}) is larger than the padded input {list(spatial)}")
         out.append(span // t + 1)
-    return ConvGeometry(ks, st, lo, hi, dl, groups, channels, spatial, tuple(out))
+    geom = ConvGeometry(ks, st, lo, hi, dl, groups, channels, spatial, tuple(out))
+    k = geom.k_per_group
+    if groups * k * k >= MAX_ELEMENTS or shape[0] * geom.rows_per_sample * groups * k >= MAX_ELEMENTS:
+        raise ValueError(f"kernel_size {ks} on input {list(shape)} (padding {lo}) gives patch rows {k} wide and "
+                         f"{geom.rows_per_sample} per sample: the Gram [{groups}, {k}, {k}] or the patches are beyond "
+                         "any tensor (2**62 elements)")
+    return geom
 
 
 # -------------------------------------------------------------------------------------- request

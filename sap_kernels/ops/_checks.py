@@ -19,6 +19,9 @@ def float_tensor(t: object, name: str, op: str) -> torch.Tensor:
     """``t`` if it is a tensor of a real float dtype; a TypeError naming ``name`` otherwise."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.layout != torch.strided or t.is_nested:  # sparse, sparse-compressed, nested, mkldnn
+        layout = "nested" if t.is_nested else str(t.layout)
+        raise TypeError(f"{op}: {name} must be a dense (strided) tensor, got layout {layout}; pass t.to_dense()")
     if not t.is_floating_point():  # integers, bool and complex alike
         raise TypeError(f"{op}: {name} must be a real float tensor, got {t.dtype}")
     return t
@@ -84,6 +87,8 @@ def accumulator(x: torch.Tensor, shape: Sequence[int], out: Optional[torch.Tenso
         return torch.zeros(shape, dtype=accumulator_dtype(x.dtype), device=x.device)
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"{op}: out must be a torch.Tensor or None, got {type(out).__name__}")
+    if out.layout != torch.strided or out.is_nested:
+        raise TypeError(f"{op}: out must be a dense (strided) tensor, got layout {out.layout}")
     if tuple(out.shape) != shape:
         raise ValueError(f"{op}: out has shape {list(out.shape)}, expected {list(shape)}")
     if out.dtype not in (torch.float32, torch.float64) or (x.dtype == torch.float64 and out.dtype != x.dtype):
