@@ -24,8 +24,8 @@ import torch
 
 from ..file_sets import FileSet, write_file
 from ..sap.data import batches
-from ..sap.issues.label_issues import LabelIssues
 from ..sap.data.order import in_dataset_order
+from ..sap.issues.label_issues import LabelIssues
 
 TOP_ROWS = 20
 GRID_SAMPLES = 24

@@ -17,11 +17,11 @@ from tqdm.auto import tqdm
 
 from ..data import batches
 from ..data.objective import class_labels, logits_of
+from ..data.order import OrderedSource, in_dataset_order
 from ..runtime.distributed import Ranks, agreed
 from ..runtime.forward import call_model
 from ..runtime.guards import eval_modes
 from ..runtime.wrappers import device_of, unwrap
-from ..data.order import OrderedSource, in_dataset_order
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ from ..spectra.statistics import Statistics
 from ..spectra.streams import StreamStats
 from .projectors import EigenProjector, GeneralProjector, Projector, SolveProjector
 
+# torch's linear-algebra failure (a RuntimeError; torch.linalg does not export it to type checkers)
+_LINALG_ERROR: type[Exception] = getattr(torch.linalg, "LinAlgError", RuntimeError)
+
 
 def _access(model: nn.Module, t: Target) -> WeightAccess:
     try:
@@ -142,10 +145,11 @@ def _split_solves(model: nn.Module, stats: Statistics, grams: dict[str, Optional
         w = _access(model, t).read()
         try:
             out[t.name] = ops.gram_projection(w.reshape(t.groups, w.shape[0] // t.groups, t.k), gram, alpha)
-        except (ValueError, torch.linalg.LinAlgError) as exc:
+        except (ValueError, _LINALG_ERROR) as exc:
             where = "" if stats.source is None else f" in statistics file {stats.source!r}"
             raise ValueError(f"layer {t.name!r} (stream {t.stream!r}{where}): the fixed-alpha Cholesky solve failed: "
-                             f"the Gram is not positive semi-definite (statistics altered or corrupt?); {exc}") from None
+                             f"the Gram is not positive semi-definite (statistics altered or corrupt?); {exc}"
+                             ) from None
     return out
 
 

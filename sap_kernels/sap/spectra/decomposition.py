@@ -21,6 +21,9 @@ from ..runtime.distributed import Ranks, agreed, lpt_assignment
 from .eigenpairs import Spectrum, decompose, decompose_rows
 from .streams import StreamStats
 
+# torch's linear-algebra failure (a RuntimeError; torch.linalg does not export it to type checkers)
+_LINALG_ERROR: type[Exception] = getattr(torch.linalg, "LinAlgError", RuntimeError)
+
 
 class NonFiniteStatistics(ValueError):
     """A layer's Gram or spectrum holds NaN/Inf (the activations overflowed, or the input was bad)."""
@@ -45,7 +48,7 @@ def decompose_stream(s: StreamStats, names: str, eig_dtype: Optional[torch.dtype
         check_finite(s.gram, "Gram", names)
         try:
             spec = decompose(s.gram, precision.eig_dtype(s.spec.k, s.gram.dtype, eig_dtype))
-        except (torch.linalg.LinAlgError, np.linalg.LinAlgError) as exc:
+        except (_LINALG_ERROR, np.linalg.LinAlgError) as exc:
             raise ValueError(f"layer {names}: the eigendecomposition of its Gram failed ({exc})") from None
     else:
         raise ValueError(f"layer {names}: no statistics (it was never called)")

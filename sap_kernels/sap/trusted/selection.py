@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 
 from ..data import batches
 from ..data.loaders import check_loader
-from ..data.order import positions_order
 from ..data.objective import Objective, PerSample
+from ..data.order import positions_order
 from ..data.samples import Part, SampleSet, content_keys, keep_lowest, merge
 from ..options.choices import check_count, check_n_trusted
 from ..options.configs import BatchFormat, Parallel, TrustConfig
