@@ -34,7 +34,16 @@ from ..runtime.distributed import ProcessGroup, resolve_ranks
 from ..runtime.guards import eval_modes
 from ..runtime.wrappers import device_of, unwrap
 from ..spectra.decomposition import Spectra
-from .rules import MEMORISED_SCORE, SMOOTHING_DECADES, best_alpha, plateau_alpha, smoothed_argmax, smoothed_scores
+from .rules import (
+    MEMORISED_SCORE,
+    PLATEAU_MAX_SLOPE,
+    SMOOTHING_DECADES,
+    best_alpha,
+    plateau_alpha,
+    plateau_slope,
+    smoothed_argmax,
+    smoothed_scores,
+)
 from .search import Rule, Scorer, coarse_to_fine, completed
 from .sweep import Validation, sweep
 
@@ -170,9 +179,13 @@ def search_and_pick(grid: Sequence[float], score: Scorer, refine: bool, memorise
     scores = coarse_to_fine(grid, score, rule) if refine else score(grid, True)
     seen = completed(grid, scores)  # the whole grid's scores when every alpha was scored
     how = " (coarse-to-fine: the decades, then the alphas around the best)" if refine else ""
+    if memorised == "auto" and not fits(scores):
+        return _kept_unfitted(scores, how)  # the sweep is still scored: the report shows the curve
     if not fits(scores):
         return AlphaChoice(best_alpha(seen), scores, "best validation score, smoothed over +-0.5 decade" + how)
     pick = plateau_alpha(seen, chance)
+    if memorised == "auto" and not math.isinf(pick) and plateau_slope(seen, pick, chance) > PLATEAU_MAX_SLOPE:
+        return _kept_no_plateau(scores, pick, plateau_slope(seen, pick, chance), how)
     warning = (
         f"the unchanged model scores {100 * scores[math.inf]:.1f}% on these samples from its training data: it has "
         "memorised their labels, so they cannot show which alpha generalises best; alpha was chosen by the "
@@ -181,6 +194,32 @@ def search_and_pick(grid: Sequence[float], score: Scorer, refine: bool, memorise
     )
     return AlphaChoice(pick, scores, "plateau of training-label agreement (the data is memorised)" + how, True,
                        [warning])
+
+
+def _kept_unfitted(scores: dict[float, float], how: str) -> AlphaChoice:
+    """Training samples the model does not fit: they cannot show which alpha generalises (every
+    alpha that releases memorised labels scores lower on them, and a model that memorised none
+    scores about as well at any mild alpha), so the model is kept."""
+    warning = (
+        f"the model fits only {100 * scores[math.inf]:.1f}% of these samples from its training data: it has not "
+        "memorised its labels, which is what SAP undoes, and training samples cannot show which alpha would "
+        "generalise; the model was left unchanged. Pass val_loader= with samples the model never trained on "
+        "(noisy labels are fine) to measure whether a projection helps."
+    )
+    return AlphaChoice(math.inf, scores, "kept: the model does not fit its training labels" + how, False, [warning])
+
+
+def _kept_no_plateau(scores: dict[float, float], pick: float, slope: float, how: str) -> AlphaChoice:
+    """A memorised model whose agreement curve has no flat stretch below its memorised plateau: no
+    alpha is supported by the curve, so the model is kept."""
+    warning = (
+        f"the model has memorised its training labels, but its agreement with them falls from memorised to "
+        f"collapsed without a plateau (at the flattest point, alpha {pick:.4g}, it still changes by "
+        f"{100 * slope:.0f}% of the range per decade): its generalising structure is too weak for training "
+        "samples to show a safe alpha, so the model was left unchanged. Pass val_loader= with samples the model "
+        "never trained on (noisy labels are fine) for a measured choice."
+    )
+    return AlphaChoice(math.inf, scores, "kept: no plateau of training-label agreement" + how, True, [warning])
 
 
 def _best_or_inf(scores: dict[float, float]) -> float:

@@ -104,3 +104,23 @@ def plateau_alpha(scores: dict[float, float], chance: float = 0.0) -> float:
 PLATEAU_DROP = 0.05
 PLATEAU_FLOOR = 0.2
 PLATEAU_DECADES = 0.5
+# A plateau pick is trusted only where the curve is flat: its change per decade (over the window
+# above) at most this share of the way from chance to the unchanged model's score. A model whose
+# generalising structure is weak has no second plateau: agreement falls from memorised to
+# collapsed in one descent, and its flattest point lies on that descent (CIFAR-10 at CPU scale:
+# 0.79 of the way per decade at the pick, test accuracy 5 points below the unchanged model; the
+# digits picks: python/README.md, "The plain call's safety guards").
+PLATEAU_MAX_SLOPE = 0.4
+
+
+def plateau_slope(scores: dict[float, float], alpha: float, chance: float = 0.0) -> float:
+    """The agreement curve's change per decade at ``alpha`` over the window ``plateau_alpha``
+    uses, as a share of the way from ``chance`` to the unchanged model's score (0: flat)."""
+    finite = sorted(a for a in scores if not math.isinf(a))
+    logs = [math.log10(a) for a in finite]
+    i = finite.index(alpha)
+    near = [j for j, x in enumerate(logs) if abs(x - logs[i]) <= PLATEAU_DECADES + 1e-9]
+    lo, hi = near[0], near[-1]
+    top = scores.get(math.inf, max(scores.values()))
+    slope = abs(scores[finite[hi]] - scores[finite[lo]]) / (logs[hi] - logs[lo])
+    return slope / max(top - chance, 1e-12)

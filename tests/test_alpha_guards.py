@@ -1,0 +1,63 @@
+"""The plain call's safety guards (``sap.alpha.choice.search_and_pick`` on training samples): a
+model that does not fit its training labels is kept, and so is a memorised model whose agreement
+curve has no plateau; a curve with a plateau still gets the plateau rule's pick."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sap_kernels.sap.alpha.choice import search_and_pick
+from sap_kernels.sap.alpha.rules import PLATEAU_MAX_SLOPE, plateau_alpha, plateau_slope
+
+GRID = [10 ** (k / 2) for k in range(13)]
+# Recorded on CIFAR-10 at CPU scale (25 % symmetric noise, seed 0): memorised, then one descent.
+NO_PLATEAU = dict(zip(GRID, [0.156, 0.156, 0.156, 0.156, 0.196, 0.256, 0.548, 0.964, 1.0, 1.0, 1.0, 1.0, 1.0]))
+# A digits-like curve: memorised, released labels, a plateau of the clean structure, collapse.
+PLATEAU = dict(zip(GRID, [0.1, 0.1, 0.12, 0.35, 0.70, 0.72, 0.73, 0.80, 0.95, 0.99, 1.0, 1.0, 1.0]))
+
+
+def _scorer(curve: dict[float, float], unchanged: float):
+    calls = []
+
+    def score(alphas, with_unchanged):
+        calls.append(list(alphas))
+        out = {a: curve[a] for a in alphas}
+        if with_unchanged:
+            out[math.inf] = unchanged
+        return out
+
+    return score, calls
+
+
+@pytest.mark.parametrize("refine", [False, True])
+def test_a_model_that_does_not_fit_its_training_labels_is_kept(refine):
+    score, _ = _scorer({a: 0.9 - 0.01 * i for i, a in enumerate(GRID)}, unchanged=0.9)
+    choice = search_and_pick(GRID, score, refine, memorised="auto", chance=0.1)
+    assert math.isinf(choice.alpha) and choice.rule.startswith("kept: the model does not fit")
+    assert "fits only 90.0%" in choice.warnings[0] and "val_loader" in choice.warnings[0]
+    assert set(GRID) <= set(choice.scores) or refine  # the curve is still scored for the report
+
+
+@pytest.mark.parametrize("refine", [False, True])
+def test_a_memorised_model_without_a_plateau_is_kept(refine):
+    score, _ = _scorer(NO_PLATEAU, unchanged=1.0)
+    choice = search_and_pick(GRID, score, refine, memorised="auto", chance=0.1)
+    assert plateau_alpha(NO_PLATEAU | {math.inf: 1.0}, 0.1) == 1000.0  # the rule alone would pick 1000
+    assert plateau_slope(NO_PLATEAU | {math.inf: 1.0}, 1000.0, 0.1) > PLATEAU_MAX_SLOPE
+    assert math.isinf(choice.alpha) and choice.rule.startswith("kept: no plateau")
+    assert choice.memorised and "without a plateau" in choice.warnings[0]
+
+
+@pytest.mark.parametrize("refine", [False, True])
+def test_a_plateau_is_still_picked(refine):
+    score, _ = _scorer(PLATEAU, unchanged=1.0)
+    choice = search_and_pick(GRID, score, refine, memorised="auto", chance=0.1)
+    assert choice.alpha == plateau_alpha(PLATEAU | {math.inf: 1.0}, 0.1)
+    assert not math.isinf(choice.alpha) and plateau_slope(PLATEAU | {math.inf: 1.0}, choice.alpha, 0.1) < 0.1
+
+
+def test_held_out_data_is_never_guarded():
+    score, _ = _scorer(NO_PLATEAU, unchanged=0.5)
+    choice = search_and_pick(GRID, score, False, memorised=False, chance=0.1)
+    assert not math.isinf(choice.alpha) and choice.rule.startswith("best validation score")
