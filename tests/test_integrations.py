@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import sap_kernels
+from sap_kernels.sap.issues.rules import DEFAULT_RULE
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPHAS = [1.0, 10.0, 100.0, 1000.0]
@@ -383,7 +384,7 @@ def test_label_issues_option_is_checked_at_construction():
 
     with pytest.raises(ValueError, match="label_issues"):
         SAPCallback(label_issues="vote")
-    assert SAPCallback(label_issues=True).issues_rule == "confident_learning"
+    assert SAPCallback(label_issues=True).issues_rule == DEFAULT_RULE
     assert SAPCallback().issues_rule is None and SAPCallback().label_issues is None
 
 

@@ -45,7 +45,7 @@ def label_issues_of(
     Args:
         model: the (corrected) classifier; logits ``[B, C]`` or one logit per sample. Not changed.
         loader: the training batches, ``(inputs, labels)`` or via ``split``; int labels in ``[0, C)``.
-        rule: ``"confident_learning"`` (default), ``"prune_by_noise_rate"`` (cleanlab) or ``"argmax"``.
+        rule: ``"argmax"`` (default), ``"confident_learning"`` or ``"prune_by_noise_rate"`` (cleanlab).
         alpha: the alpha ``model`` was corrected with, recorded.
         ranks: under torch.distributed, each rank passes its shard; every rank gets every sample.
         expected: the number of samples the model was corrected on, checked against the loader.

@@ -4,6 +4,7 @@ The label-quality score of a sample is its *self-confidence*, the probability th
 model gives its given label (lower: more likely wrong); samples are ranked by it. Which samples
 are flagged is a rule over the ``[N, C]`` probabilities:
 
+- ``"argmax"`` (default): the predicted class differs from the given label.
 - ``"confident_learning"``: confident learning's per-class thresholds (Northcutt et al., 2021):
   ``t_k`` is the mean probability of class ``k`` over the samples labelled ``k``; a sample is
   confidently of class ``k`` when ``p_k >= t_k``, of the likeliest class when several pass; it is
@@ -12,9 +13,12 @@ are flagged is a rule over the ``[N, C]`` probabilities:
   With cleanlab installed its own ``cleanlab.filter.find_label_issues(filter_by=
   "confident_learning")`` decides; the built-in copy gives the same set (tests check it).
 - ``"prune_by_noise_rate"``: cleanlab's default filter (needs cleanlab).
-- ``"argmax"``: the predicted class differs from the given label.
 
-``DEFAULT_RULE`` is the measured choice (``python/label_issues_study.py``; ``python/README.md``).
+``DEFAULT_RULE`` is the measured choice: on the corrected model's probabilities argmax
+disagreement had the best F1 (digits, 25 % symmetric noise, seed 0: 0.934 against 0.883 for
+prune_by_noise_rate and 0.864 for confident learning; CIFAR-10 at CPU scale, 25 % symmetric, seed
+0: 0.475 / 0.334 / 0.197). The corrected model stays confident, so confident learning's per-class
+thresholds (a class's mean self-confidence, near 1) flag too few; ``python/README.md``.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ import torch
 
 Rule = Literal["confident_learning", "prune_by_noise_rate", "argmax"]
 RULES: tuple[str, ...] = get_args(Rule)
-DEFAULT_RULE: Rule = "confident_learning"
+DEFAULT_RULE: Rule = "argmax"
 # cleanlab counts a probability within this of a threshold as reaching it.
 THRESHOLD_SLACK = 1e-6
 # cleanlab clips its thresholds from below by this (CONFIDENT_THRESHOLDS_LOWER_BOUND).
