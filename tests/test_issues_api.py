@@ -223,3 +223,30 @@ def test_unchanged_alpha_is_recorded_as_infinite(tmp_path):
     li.alpha = math.inf
     li.save(tmp_path / "a.safetensors")
     assert math.isinf(LabelIssues.load(tmp_path / "a.safetensors").alpha)
+
+
+def test_find_label_issues_scores_at_the_plateau_pick_when_the_plain_call_keeps_the_model(monkeypatch):
+    """Where project keeps a memorised model for want of a plateau, the labels are scored at the
+    plateau rule's pick (the unchanged model would flag nothing)."""
+    import dataclasses
+
+    from sap_kernels.sap import find_issues
+
+    grid = [10 ** (k / 2) for k in range(13)]
+    curve = dict(zip(grid, [0.2, 0.2, 0.2, 0.2, 0.25, 0.3, 0.55, 0.96, 1.0, 1.0, 1.0, 1.0, 1.0])) | {math.inf: 1.0}
+    real = find_issues.project
+    calls = []
+
+    def fake(model, loader, **kw):
+        calls.append(kw)
+        res = real(model, loader, **kw)
+        if "alpha" in kw:
+            return res
+        return dataclasses.replace(res, alpha=math.inf, rule=find_issues.NO_PLATEAU, scores=curve)
+
+    monkeypatch.setattr(find_issues, "project", fake)
+    x, y = _data()
+    li = sap_kernels.find_label_issues(_model(), DataLoader(TensorDataset(x, y), batch_size=7), n_trusted=20,
+                                       progress=False)
+    assert calls[1]["alpha"] == 1000.0 and li.alpha == 1000.0
+    assert any("plateau rule's pick" in n for n in li.notices)
