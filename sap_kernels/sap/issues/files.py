@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any, Callable, Union
 
 import torch
+
+from ...file_sets import write_file
 
 FORMAT = "sap_kernels.label_issues"
 FORMAT_VERSION = 1
@@ -16,30 +17,10 @@ META_KEY = "sap_kernels"
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` then rename ``tmp`` to ``path``; errors are ``OSError``s naming ``path``."""
-    target = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(target))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(target), dir=folder)
-        os.close(fd)
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot write {target!r}: {exc.strerror}") from None
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file gets the user's umask
-        os.replace(tmp, target)
-    except Exception as exc:
-        os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise OSError(exc.errno, f"cannot write {target!r}: {exc.strerror or exc}") from None
-        raise OSError(f"cannot write {target!r}: {exc}") from None
+    """``write(tmp)`` then rename ``tmp`` to ``path`` (a file set of one, ``sap_kernels.file_sets``):
+    errors are ``OSError``s naming ``path``; the file gets the user's umask."""
+    write_file(path, write)
 
 
 def save_tables(path: PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
