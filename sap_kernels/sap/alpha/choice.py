@@ -1,17 +1,6 @@
-"""Phase 4, ``choose_alpha``: sweep alpha on data and pick one (the rules: ``alpha.rules``).
-
-On validation data the model never trained on (labels as noisy as training is fine), the pick is
-the best score smoothed over +-half a decade of alpha, and the unchanged model whenever it scores
-higher (``rules.best_alpha``).
-
-On data the model was trained on and fits (a hold-out of the training loader: the unchanged model
-scores at least ``MEMORISED_SCORE`` there), scores cannot tell alphas apart: every alpha that
-undoes memorisation *lowers* agreement with the noisy labels. There the curve of agreement
-against alpha has a known shape: a plateau near 1 (memorisation intact), a descent (memorised
-labels released), a second plateau (the clean structure kept) and a collapse (too strong a
-projection). ``plateau_alpha`` picks the flattest point of the second plateau. Measured in
-python/README.md ("Choosing alpha without unseen data").
-"""
+"""Phase 4, ``choose_alpha``: sweep alpha on data and pick one by the rules of ``alpha.rules``
+(the best smoothed score on unseen data, the plateau rule on memorised training samples, and the
+guards that keep the model where training samples cannot show a safe alpha)."""
 from __future__ import annotations
 
 import math
@@ -184,8 +173,9 @@ def search_and_pick(grid: Sequence[float], score: Scorer, refine: bool, memorise
     if not fits(scores):
         return AlphaChoice(best_alpha(seen), scores, "best validation score, smoothed over +-0.5 decade" + how)
     pick = plateau_alpha(seen, chance)
-    if memorised == "auto" and not math.isinf(pick) and plateau_slope(seen, pick, chance) > PLATEAU_MAX_SLOPE:
-        return _kept_no_plateau(scores, pick, plateau_slope(seen, pick, chance), how)
+    slope = 0.0 if math.isinf(pick) else plateau_slope(seen, pick, chance)
+    if memorised == "auto" and slope > PLATEAU_MAX_SLOPE:
+        return _kept_no_plateau(scores, pick, slope, how)
     warning = (
         f"the unchanged model scores {100 * scores[math.inf]:.1f}% on these samples from its training data: it has "
         "memorised their labels, so they cannot show which alpha generalises best; alpha was chosen by the "

@@ -67,6 +67,16 @@ def smoothed_argmax(scores: dict[float, float], decades: float = SMOOTHING_DECAD
     return max(finite, key=lambda a: (smooth[a], scores[a], a))
 
 
+def _window_slope(scores: dict[float, float], finite: list[float], logs: list[float], i: int) -> Optional[float]:
+    """Change of the score per decade between the alphas farthest from ``finite[i]`` within
+    ``PLATEAU_DECADES`` either side (``finite`` sorted, ``logs`` their log10); None alone there."""
+    near = [j for j, x in enumerate(logs) if abs(x - logs[i]) <= PLATEAU_DECADES + 1e-9]
+    lo, hi = near[0], near[-1]
+    if hi == lo:
+        return None
+    return abs(scores[finite[hi]] - scores[finite[lo]]) / (logs[hi] - logs[lo])
+
+
 def plateau_alpha(scores: dict[float, float], chance: float = 0.0) -> float:
     """The alpha at the flattest point of the agreement curve below its memorised plateau.
 
@@ -85,11 +95,9 @@ def plateau_alpha(scores: dict[float, float], chance: float = 0.0) -> float:
         s = scores[a]
         if not (s <= top - PLATEAU_DROP and s >= chance + PLATEAU_FLOOR * (top - chance)):
             continue
-        near = [j for j, x in enumerate(logs) if abs(x - logs[i]) <= PLATEAU_DECADES + 1e-9]
-        lo, hi = near[0], near[-1]
-        if hi == lo:
+        slope = _window_slope(scores, finite, logs, i)
+        if slope is None:
             continue
-        slope = abs(scores[finite[hi]] - scores[finite[lo]]) / (logs[hi] - logs[lo])
         if best is None or slope <= best[0] + 1e-12:
             best = (slope, a)
     return math.inf if best is None else best[1]
@@ -117,10 +125,6 @@ def plateau_slope(scores: dict[float, float], alpha: float, chance: float = 0.0)
     """The agreement curve's change per decade at ``alpha`` over the window ``plateau_alpha``
     uses, as a share of the way from ``chance`` to the unchanged model's score (0: flat)."""
     finite = sorted(a for a in scores if not math.isinf(a))
-    logs = [math.log10(a) for a in finite]
-    i = finite.index(alpha)
-    near = [j for j, x in enumerate(logs) if abs(x - logs[i]) <= PLATEAU_DECADES + 1e-9]
-    lo, hi = near[0], near[-1]
+    slope = _window_slope(scores, finite, [math.log10(a) for a in finite], finite.index(alpha))
     top = scores.get(math.inf, max(scores.values()))
-    slope = abs(scores[finite[hi]] - scores[finite[lo]]) / (logs[hi] - logs[lo])
-    return slope / max(top - chance, 1e-12)
+    return (slope or 0.0) / max(top - chance, 1e-12)
