@@ -90,7 +90,7 @@ def run_cell(args: argparse.Namespace, scale: Scale, sd: SeedData, name: str, se
     if "vanilla" in todo:
         emit("vanilla", vanilla_record(cell, vanilla, v_seconds))
     plain = None
-    if {"sap_plain", "finetune", "package_issues", "package_rules"} & set(todo):
+    if {"sap_plain", "finetune", "package_rules"} & set(todo):
         rec, plain = project_arm(cell, vanilla, with_val=False)
         if "sap_plain" in todo:
             emit("sap_plain", rec)
@@ -100,8 +100,8 @@ def run_cell(args: argparse.Namespace, scale: Scale, sd: SeedData, name: str, se
         emit("finetune", finetune_arm(cell, vanilla, torch.as_tensor(plain.trusted_indices, dtype=torch.long)))
     if "cleanlab_insample" in todo:
         emit("cleanlab_insample", insample_cleanlab_arm(cell, vanilla, v_seconds))
-    if "package_issues" in todo and plain is not None:
-        emit("package_issues", package_issues_arm(cell, plain, rec["seconds"]))
+    if "package_issues" in todo:
+        emit("package_issues", package_issues_arm(cell, vanilla))
     if "package_rules" in todo and plain is not None:
         emit("package_rules", package_rules_arm(cell, vanilla, plain))
     if "cleanlab_cv" in todo:

@@ -133,13 +133,16 @@ def cv_cleanlab_arm(cell: Cell) -> dict[str, Any]:
             "folds": cell.folds, **det}
 
 
-def package_issues_arm(cell: Cell, plain: sap_kernels.SAPResult, plain_seconds: float) -> dict[str, Any] | None:
-    """Detection (c) and its retrain: the plain call's ``label_issues`` on the training loader ->
-    retrain on the samples not flagged. None when the API is not there (the arm is skipped)."""
-    if not hasattr(plain, "label_issues"):
+def package_issues_arm(cell: Cell, vanilla: nn.Module) -> dict[str, Any] | None:
+    """Detection (c) and its retrain: the user's one call, ``sap_kernels.find_label_issues(vanilla,
+    train_loader)`` (``project`` with its defaults, then the scoring pass; where the plain call keeps a
+    memorised model it scores at the plateau pick) -> retrain on the samples not flagged. None when the
+    installed package has no ``find_label_issues`` (the arm is skipped)."""
+    if not hasattr(sap_kernels, "find_label_issues"):
         return None
     t0 = time.perf_counter()
-    issues = plain.label_issues(cell.loader(cell.x, cell.noisy), progress=False)
+    issues = sap_kernels.find_label_issues(vanilla, cell.loader(cell.x, cell.noisy), progress=False, seed=cell.seed,
+                                           **cell.project_options)
     detect_seconds = time.perf_counter() - t0
     order = torch.as_tensor(issues.positions).cpu().numpy().astype(np.int64)
     flagged = np.zeros(len(cell.noisy), dtype=bool)
@@ -148,8 +151,9 @@ def package_issues_arm(cell: Cell, plain: sap_kernels.SAPResult, plain_seconds: 
     quality[order] = torch.as_tensor(issues.label_quality).cpu().double().numpy()
     det = detection_scores((cell.noisy != cell.clean).cpu().numpy(), quality, flagged)
     acc, retrain_seconds = retrain_kept(cell, flagged)
-    return {"test_acc": acc, "detect_seconds": detect_seconds + plain_seconds,
-            "seconds": detect_seconds + plain_seconds + retrain_seconds, "detect_trainings": 0, "trainings": 1, **det}
+    return {"test_acc": acc, "detect_seconds": detect_seconds, "seconds": detect_seconds + retrain_seconds,
+            "detect_trainings": 0, "trainings": 1, "alpha": None if np.isinf(issues.alpha) else float(issues.alpha),
+            "rule": issues.rule, "notices": list(issues.notices), **det}
 
 
 def _rule_scores(cell: Cell, probs: torch.Tensor) -> dict[str, dict[str, float]]:

@@ -1,7 +1,8 @@
 """SAP on real data: scikit-learn digits with symmetric label noise, 3 seeds, 25% and 40%.
 
-Marked ``slow`` (about twelve minutes on one CPU thread: nine trainings of about 65 s, then the calls). Reproducible across machines as far as
-torch allows: one CPU thread and deterministic algorithms for the whole module (both restored),
+Marked ``slow`` (about twelve minutes on one CPU thread: nine trainings of about 65 s, then
+the calls). Reproducible across machines as far as torch allows: one CPU thread and
+deterministic algorithms for the whole module (both restored),
 every source of randomness seeded (split, noise, initialisation, batch order, the package's own
 samples). Each seed trains one model on clean labels (shared by both rates) and one on noisy
 labels per rate, then runs the two calls a user makes: ``project(model, train_loader)`` (no
