@@ -83,7 +83,6 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, se
 
 
 @torch.no_grad()
-@torch.no_grad()
 def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """float32 ``[N, C]`` softmax probabilities in eval mode (on the CPU)."""
     model.eval()

@@ -48,4 +48,5 @@ class CifarResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layers(torch.relu(self.bn1(self.conv1(x))))
-        return self.linear(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
+        logits: torch.Tensor = self.linear(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
+        return logits
