@@ -122,7 +122,8 @@ def failing(rank: int) -> dict[str, Any]:
 
 
 def _issues_summary(li: sap_kernels.LabelIssues) -> dict[str, Any]:
-    return {"positions": li.positions, "labels": li.given_labels, "probs": li.probabilities, "flags": li.is_issue}
+    return {"positions": li.positions, "labels": li.given_labels, "probs": li.probabilities, "flags": li.is_issue,
+            "quality": li.label_quality, "rule": li.rule}
 
 
 def issues_single() -> dict[str, Any]:

@@ -41,13 +41,30 @@ def _model(classes: int = 5) -> nn.Module:
     return m.train()  # the pass must run it in eval mode and give its mode back
 
 
-def _reference(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Softmax of the eval-mode logits, in float64, one sample at a time."""
+def _reference(m: nn.Module, x: torch.Tensor, features: bool = False) -> torch.Tensor:
+    """Softmax of the eval-mode logits (or the head's inputs), in float64, one sample at a time."""
     inner = Net(m.head.out_features).double()
     inner.load_state_dict({k: v.double() if v.is_floating_point() else v for k, v in m.state_dict().items()})
     inner.eval()
+    if features:
+        inner.head = nn.Identity()  # type: ignore[assignment]
     with torch.no_grad():
-        return torch.cat([torch.softmax(inner(x[i:i + 1].double()), 1) for i in range(len(x))])
+        rows = [inner(x[i:i + 1].double()) for i in range(len(x))]
+    return torch.cat(rows) if features else torch.softmax(torch.cat(rows), 1)
+
+
+def _vote_reference(feats: torch.Tensor, y: torch.Tensor, probs: torch.Tensor, k: int) -> torch.Tensor:
+    """``(k * votes + probs) / (k + 1)`` by brute force in float64: each sample's k most cosine-similar
+    other samples' labels."""
+    unit = feats / feats.norm(dim=1, keepdim=True)
+    c = probs.shape[1]
+    out = torch.zeros(len(y), c, dtype=torch.float64)
+    for i in range(len(y)):
+        sim = unit @ unit[i]
+        sim[i] = -math.inf
+        for j in torch.argsort(sim, descending=True)[:k].tolist():
+            out[i, int(y[j])] += 1.0 / k
+    return (k * out + probs) / (k + 1)
 
 
 def _issues(m: nn.Module, loader, **kw) -> LabelIssues:
@@ -67,10 +84,18 @@ def test_probabilities_match_a_float64_reference_and_the_model_is_untouched():
     assert float((li.probabilities.double() - ref).abs().max()) < 1e-5
     assert torch.equal(li.positions, torch.arange(len(y)))
     assert torch.equal(li.given_labels, y)
-    assert torch.equal(li.predicted_labels, li.probabilities.argmax(1))
-    assert torch.allclose(li.label_quality, li.probabilities[torch.arange(len(y)), y])
-    assert torch.equal(li.is_issue, flag(y, li.probabilities))
+    # The default rule: each sample's 20 nearest others in the head's input space vote, the model once more.
+    dist = _vote_reference(_reference(res.model, x, features=True), y, ref, 20)
+    given = dist.gather(1, y.view(-1, 1)).view(-1)
+    assert li.rule == "neighbours"
+    assert float((li.label_quality.double() - given).abs().max()) < 1e-5
+    assert torch.equal(li.predicted_labels, dist.argmax(1))
+    assert torch.equal(li.is_issue, dist.max(1).values > given + 1e-9)
     assert li.alpha == 100.0 and len(li) == len(y)
+    alone = res.label_issues(loader, progress=False, rule="argmax")
+    assert torch.equal(alone.predicted_labels, alone.probabilities.argmax(1))
+    assert torch.allclose(alone.label_quality, alone.probabilities[torch.arange(len(y)), y])
+    assert torch.equal(alone.is_issue, flag(y, alone.probabilities, "argmax"))
 
 
 def test_a_shuffling_loader_gives_dataset_positions():

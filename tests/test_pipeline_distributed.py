@@ -72,8 +72,8 @@ def test_a_failing_rank_makes_every_rank_raise_and_write_nothing(runs):
 
 @pytest.mark.parametrize("name", ["issues", "issues_sampler"])
 def test_label_issues_on_two_ranks_cover_every_sample_once(runs, name):
-    """Every rank ends with the single-process table: the same positions, labels and flags, and
-    probabilities to rounding (a sharded loader by pass order, a DistributedSampler by index)."""
+    """Every rank ends with the single-process table: the same positions, labels, flags and rule, and
+    probabilities and label quality to rounding (a sharded loader by pass order, a DistributedSampler by index)."""
     want = cases.issues_single()
     for rank in range(WORLD):
         got = runs[rank][name]
@@ -82,3 +82,6 @@ def test_label_issues_on_two_ranks_cover_every_sample_once(runs, name):
         assert torch.equal(got["labels"], want["labels"])
         assert float((got["probs"] - want["probs"]).abs().max()) < 1e-9
         assert torch.equal(got["flags"], want["flags"])
+        # the neighbours' vote ran on every rank's gathered head inputs, not on a shard's
+        assert got["rule"] == want["rule"] == "neighbours"
+        assert float((got["quality"] - want["quality"]).abs().max()) < 1e-9

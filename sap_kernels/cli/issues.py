@@ -20,9 +20,10 @@ from .common import CLIError, RunFailure, check_writable_dir, check_writable_fil
 class IssueRule(str, enum.Enum):
     """``--rule`` (``sap.issues.rules.RULES``)."""
 
+    neighbours = "neighbours"
+    argmax = "argmax"
     confident_learning = "confident_learning"
     prune_by_noise_rate = "prune_by_noise_rate"
-    argmax = "argmax"
 
 
 CsvOpt = Annotated[str, typer.Option(
@@ -31,8 +32,10 @@ CsvOpt = Annotated[str, typer.Option(
          "training sample, most likely wrong first; position is the sample's dataset index.")]
 RuleOpt = Annotated[IssueRule, typer.Option(
     "--rule",
-    help="which samples are flagged: confident learning's per-class thresholds (cleanlab's own where installed), "
-         "cleanlab's prune_by_noise_rate (needs cleanlab), or the predicted class differing from the label.")]
+    help="which samples are flagged: another class winning the vote of the sample's 20 nearest training samples in "
+         "the corrected model's feature space (the model's probabilities one vote more; the default), the "
+         "predicted class differing from the label, confident learning's per-class thresholds (cleanlab's own "
+         "where installed), or cleanlab's prune_by_noise_rate (needs cleanlab).")]
 IssuesFileOpt = Annotated[Optional[str], typer.Option(
     "--issues-file", metavar="FILE",
     help="also write the LabelIssues (probabilities included; safetensors, sap_kernels.LabelIssues.load). "

@@ -15,6 +15,8 @@ from .result import SAPResult
 # project()'s rule text when it keeps a memorised model for want of a plateau (alpha.choice).
 NO_PLATEAU = "kept: no plateau"
 _SPLIT_KEYS = ("batch_fn", "input_key", "label_key", "process_group", "distributed", "progress")
+# find_label_issues' own keywords, passed to the scoring pass and not to project.
+_SCORING_KEYS = ("neighbours",)
 
 
 def detection_alpha(res: SAPResult, num_classes: int) -> float:
@@ -39,13 +41,15 @@ def find_label_issues(model: nn.Module, train_loader: Iterable[Any], *, rule: Ru
             scoring pass, so ``LabelIssues.positions`` are dataset indices.
         rule: the flagging rule (``sap.issues.rules``).
         class_names: names of the classes, for printing and the report.
-        project_options: any keyword of ``project`` (``val_loader``, ``alpha``, ``batch_fn``, ...).
+        project_options: any keyword of ``project`` (``val_loader``, ``alpha``, ``batch_fn``, ...), and
+            ``neighbours`` (``k`` of the default rule, ``SAPResult.label_issues``).
     Returns:
         ``LabelIssues``. Where the plain call keeps a memorised model for want of a plateau
         (``detection_alpha``), the labels are scored at the plateau rule's pick instead, with a notice.
     """
+    scoring = {k: project_options.pop(k) for k in _SCORING_KEYS if k in project_options}
     res = project(model, train_loader, **project_options)
-    split = {k: project_options[k] for k in _SPLIT_KEYS if k in project_options}
+    split = {k: project_options[k] for k in _SPLIT_KEYS if k in project_options} | scoring
     issues = res.label_issues(train_loader, rule=rule, class_names=class_names, **split)
     alpha = detection_alpha(res, issues.num_classes)
     if alpha == res.alpha or math.isinf(alpha) or project_options.get("inplace"):

@@ -16,6 +16,7 @@ from ..report.data import report_data
 from .data import batches
 from .issues.finding import label_issues_of
 from .issues.label_issues import LabelIssues
+from .issues.neighbours import DEFAULT_NEIGHBOURS
 from .issues.rules import DEFAULT_RULE, Rule
 from .runtime.distributed import ProcessGroup, is_writer, resolve_ranks
 from .runtime.wrappers import unwrap
@@ -168,15 +169,17 @@ class SAPResult:
         self, train_loader: Iterable[Any], *, rule: Rule = DEFAULT_RULE, class_names: Optional[Sequence[str]] = None,
         batch_fn: Optional[batches.Splitter] = None, input_key: Optional[Union[str, Sequence[str]]] = None,
         label_key: Optional[str] = None, progress: bool = True, process_group: Optional[ProcessGroup] = None,
-        distributed: Optional[bool] = None,
+        distributed: Optional[bool] = None, neighbours: int = DEFAULT_NEIGHBOURS,
     ) -> LabelIssues:
         """Which training labels the corrected model calls wrong: one no-grad pass of ``self.model``
         over ``train_loader`` (the loader ``project`` was given; a shuffling DataLoader is read in
-        dataset order, so positions are dataset indices), then ``rule`` on the ``[N, C]``
-        probabilities (``sap.issues``). ``batch_fn``/``input_key``/``label_key`` as for ``project``;
-        under torch.distributed each rank passes its shard and every rank gets every sample.
+        dataset order, so positions are dataset indices), then ``rule`` (``sap.issues.rules``): by
+        default each sample's ``neighbours`` nearest samples in the corrected model's feature space
+        vote with their labels, its ``[N, C]`` probabilities one vote more. ``batch_fn``/``input_key``/
+        ``label_key`` as for ``project``; under torch.distributed each rank passes its shard and every
+        rank gets every sample.
         """
         split = batches.make_splitter(batch_fn, input_key, label_key)
         return label_issues_of(self.model, train_loader, rule=rule, alpha=self.alpha, split=split,
                                ranks=resolve_ranks(process_group, distributed), expected=self.n_samples or None,
-                               class_names=class_names, progress=progress)
+                               class_names=class_names, progress=progress, neighbours=neighbours)

@@ -16,8 +16,10 @@ from torch.utils.data import DataLoader
 
 from ..data import batches
 from ..runtime.distributed import Ranks
+from ..runtime.wrappers import device_of, unwrap
 from .label_issues import LabelIssues, build
-from .rules import DEFAULT_RULE, Rule, check_rule, flag
+from .neighbours import DEFAULT_NEIGHBOURS, neighbour_votes
+from .rules import DEFAULT_RULE, Rule, check_rule, distribution, flag
 from .scoring import SampleTable, score_samples
 
 
@@ -39,27 +41,42 @@ def label_issues_of(
     model: nn.Module, loader: Iterable[Any], *, rule: Rule = DEFAULT_RULE, alpha: float = math.inf,
     split: batches.Splitter = batches.split_batch, ranks: Optional[Ranks] = None, expected: Optional[int] = None,
     class_names: Optional[Sequence[str]] = None, progress: bool = True, what: str = "train_loader",
+    neighbours: int = DEFAULT_NEIGHBOURS,
 ) -> LabelIssues:
     """Score every sample of ``loader`` with ``model`` and flag the labels ``rule`` calls wrong.
 
     Args:
         model: the (corrected) classifier; logits ``[B, C]`` or one logit per sample. Not changed.
         loader: the training batches, ``(inputs, labels)`` or via ``split``; int labels in ``[0, C)``.
-        rule: ``"argmax"`` (default), ``"confident_learning"`` or ``"prune_by_noise_rate"`` (cleanlab).
+        rule: ``"neighbours"`` (default), ``"argmax"``, ``"confident_learning"`` or ``"prune_by_noise_rate"``
+            (``sap.issues.rules``).
         alpha: the alpha ``model`` was corrected with, recorded.
         ranks: under torch.distributed, each rank passes its shard; every rank gets every sample.
         expected: the number of samples the model was corrected on, checked against the loader.
         class_names: ``C`` names for printing and the report.
+        neighbours: ``k`` of ``rule="neighbours"`` (the pass then also keeps the head's input, ``[N, d]``).
     """
     rule = check_rule(rule)
+    if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 1:
+        raise ValueError(f"neighbours must be an int >= 1, got {neighbours!r}")
     if class_names is not None and (isinstance(class_names, str) or not all(isinstance(c, str) for c in class_names)):
         raise TypeError("class_names must be a sequence of str")
-    table = score_samples(model, loader, split, ranks=ranks, progress=progress, what=what)
+    table = score_samples(model, loader, split, ranks=ranks, progress=progress, what=what,
+                          features=rule == "neighbours")
     _check_count(table, loader, expected, ranks, what)
     c = int(table.probabilities.shape[1])
     if class_names is not None and len(class_names) != c:
         raise ValueError(f"class_names has {len(class_names)} names but the model outputs {c} classes")
     notices = ["the training loader shuffles: it was read again in dataset index order, so positions are "
                "dataset indices"] if table.reordered else []
-    issues = flag(table.labels, table.probabilities, rule)
-    return build(table.positions, table.labels, table.probabilities, issues, rule, alpha, class_names, notices)
+    votes = None
+    if rule == "neighbours" and table.features is None:
+        rule = "argmax"
+        notices.append("no Linear/Conv layer's output is the model's logits, so the classifier head's input (the "
+                       "neighbours' features) could not be taken: labels were judged by the probabilities alone "
+                       "(rule argmax)")
+    elif rule == "neighbours" and table.features is not None:
+        votes = neighbour_votes(table.features, table.labels, c, neighbours, device_of(unwrap(model)[0]))
+    issues = flag(table.labels, table.probabilities, rule, votes=votes, k=neighbours)
+    dist = distribution(table.probabilities, rule, votes, neighbours)
+    return build(table.positions, table.labels, table.probabilities, dist, issues, rule, alpha, class_names, notices)

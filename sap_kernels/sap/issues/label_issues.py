@@ -23,9 +23,10 @@ class LabelIssues:
             that is not a ``DataLoader`` over a map-style dataset, its position in the order the
             loader yields (``sap.data.order``).
         given_labels: int64 ``[N]``: the label the loader gave.
-        predicted_labels: int64 ``[N]``: the corrected model's most probable class.
-        label_quality: float ``[N]`` in [0, 1]: the corrected model's probability of the given
-            label (lower: more likely wrong).
+        predicted_labels: int64 ``[N]``: the likeliest class by what the rule judged labels by (the
+            neighbours' vote with the corrected model's probabilities, or those alone).
+        label_quality: float ``[N]`` in [0, 1]: the given label's share of that (``sap.issues.rules``;
+            lower: more likely wrong).
         is_issue: bool ``[N]``: flagged by ``rule``.
         probabilities: float ``[N, C]``: the corrected model's class probabilities.
         rule: the flagging rule (``sap.issues.rules``).
@@ -159,10 +160,12 @@ def check_consistent(li: LabelIssues, where: str) -> None:
         raise ValueError(f"{where}: the label-issues tensors disagree in shape or dtype")
 
 
-def build(positions: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, is_issue: torch.Tensor, rule: str,
-          alpha: float, class_names: Optional[Sequence[str]], notices: list[str]) -> LabelIssues:
-    """A ``LabelIssues`` from the pass's table and the rule's flags."""
-    quality = probs.gather(1, labels.view(-1, 1)).view(-1)
+def build(positions: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, dist: torch.Tensor,
+          is_issue: torch.Tensor, rule: str, alpha: float, class_names: Optional[Sequence[str]],
+          notices: list[str]) -> LabelIssues:
+    """A ``LabelIssues`` from the pass's table (``probs`` ``[N, C]``), what the rule judged by
+    (``dist`` ``[N, C]``: quality and predicted class) and its flags (bool ``[N]``)."""
+    quality = dist.gather(1, labels.view(-1, 1)).view(-1)
     names = list(class_names) if class_names is not None else None
-    return LabelIssues(positions, labels, probs.argmax(1), quality, is_issue.bool(), probs, rule, alpha, names,
+    return LabelIssues(positions, labels, dist.argmax(1), quality, is_issue.bool(), probs, rule, alpha, names,
                        notices)
