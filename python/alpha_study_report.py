@@ -6,7 +6,8 @@ Rules: ``oracle`` (the best test alpha: an upper bound no rule can see), ``val``
 pick on the noisy validation split, ``best_alpha``), ``plateau`` (the package's pick on memorised
 training data, ``plateau_alpha`` on the training-label agreement), both over the whole grid and
 as ``val c2f`` / ``plateau c2f`` replaying the default coarse-to-fine search (``search_and_pick``)
-on the same recorded scores, ``fixed`` alphas, and
+on the same recorded scores, ``plain c2f`` that search with the plain call's guards (``memorised="auto"``:
+a model kept where the curve shows no plateau), ``fixed`` alphas, and
 ``eta*`` (the largest alpha whose training agreement is at most 1 - the true noise rate: a rule
 that would need the noise rate). ``default``/``val_loader`` are what ``project`` itself chose.
 
@@ -38,7 +39,7 @@ def _test_at(run: dict, alpha: float) -> float:
     return min(finite, key=lambda r: abs(math.log10(r["alpha"]) - math.log10(alpha)))["test"]
 
 
-def _searched(run: dict, key: str, memorised: bool) -> float:
+def _searched(run: dict, key: str, memorised: bool | str) -> float:
     """``choose_alpha``'s coarse-to-fine pick, replayed on the recorded scores (``key``)."""
     recorded = _scores(run, key)
 
@@ -61,6 +62,7 @@ RULES: dict[str, Rule] = {
     "plateau": lambda run: _test_at(run, plateau_alpha(_scores(run, "train_noisy"), 1.0 / run["classes"])),
     "val c2f": lambda run: _test_at(run, _searched(run, "val_noisy", False)),
     "plateau c2f": lambda run: _test_at(run, _searched(run, "train_noisy", True)),
+    "plain c2f": lambda run: _test_at(run, _searched(run, "train_noisy", "auto")),
     "fixed 100": lambda run: _test_at(run, 100.0),
     "fixed 1000": lambda run: _test_at(run, 1000.0),
     "fixed 1e4": lambda run: _test_at(run, 1e4),

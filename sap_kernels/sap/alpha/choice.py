@@ -28,6 +28,7 @@ from .rules import (
     PLATEAU_MAX_SLOPE,
     SMOOTHING_DECADES,
     best_alpha,
+    collapses_below,
     plateau_alpha,
     plateau_slope,
     smoothed_argmax,
@@ -174,8 +175,9 @@ def search_and_pick(grid: Sequence[float], score: Scorer, refine: bool, memorise
         return AlphaChoice(best_alpha(seen), scores, "best validation score, smoothed over +-0.5 decade" + how)
     pick = plateau_alpha(seen, chance)
     slope = 0.0 if math.isinf(pick) else plateau_slope(seen, pick, chance)
-    if memorised == "auto" and slope > PLATEAU_MAX_SLOPE:
-        return _kept_no_plateau(scores, pick, slope, how)
+    bounded = math.isinf(pick) or collapses_below(seen, pick, chance)
+    if memorised == "auto" and (slope > PLATEAU_MAX_SLOPE or not bounded):
+        return _kept_no_plateau(scores, pick, slope, bounded, how)
     warning = (
         f"the unchanged model scores {100 * scores[math.inf]:.1f}% on these samples from its training data: it has "
         "memorised their labels, so they cannot show which alpha generalises best; alpha was chosen by the "
@@ -199,13 +201,15 @@ def _kept_unfitted(scores: dict[float, float], how: str) -> AlphaChoice:
     return AlphaChoice(math.inf, scores, "kept: the model does not fit its training labels" + how, False, [warning])
 
 
-def _kept_no_plateau(scores: dict[float, float], pick: float, slope: float, how: str) -> AlphaChoice:
-    """A memorised model whose agreement curve has no flat stretch below its memorised plateau: no
-    alpha is supported by the curve, so the model is kept."""
+def _kept_no_plateau(scores: dict[float, float], pick: float, slope: float, bounded: bool, how: str) -> AlphaChoice:
+    """A memorised model whose agreement curve has no flat stretch below its memorised plateau (too
+    steep at its flattest point, or no collapse below it): no alpha is supported by the curve, so
+    the model is kept."""
     warning = (
         f"the model has memorised its training labels, but its agreement with them falls from memorised to "
         f"collapsed without a plateau (at the flattest point, alpha {pick:.4g}, it still changes by "
-        f"{100 * slope:.0f}% of the range per decade): its generalising structure is too weak for training "
+        f"{100 * slope:.0f}% of the range per decade{'' if bounded else ', and no steeper collapse follows below it'}"
+        "): its generalising structure is too weak for training "
         "samples to show a safe alpha, so the model was left unchanged. Pass val_loader= with samples the model "
         "never trained on (noisy labels are fine) for a measured choice."
     )

@@ -121,6 +121,30 @@ PLATEAU_DECADES = 0.5
 PLATEAU_MAX_SLOPE = 0.4
 
 
+# A plateau is bounded below by a collapse: somewhere below the pick the curve falls again by at
+# least COLLAPSE_MIN_SLOPE of the way per decade and COLLAPSE_RATIO times faster than at the pick. A
+# curve that falls from memorised to chance in one descent flattens towards chance instead, so its
+# flattest candidate sits on that descent's lower tail, above the floor, with no collapse below it
+# (CIFAR-10 at CPU scale: a pick at 0.35 of the way per decade, under PLATEAU_MAX_SLOPE, cost 13
+# points of test accuracy; at most 0.19 per decade below it; the digits MLP at 40 % noise: 0.11 at
+# the pick, 0.37 below). python/README.md, "The plain call's safety guards".
+COLLAPSE_RATIO = 1.5
+COLLAPSE_MIN_SLOPE = 0.1
+
+
+def collapses_below(scores: dict[float, float], alpha: float, chance: float = 0.0) -> bool:
+    """Whether the agreement curve steepens again below ``alpha`` into a collapse (see
+    ``COLLAPSE_RATIO``): the second plateau's lower bound, which a single descent lacks."""
+    finite = sorted(a for a in scores if not math.isinf(a))
+    logs = [math.log10(a) for a in finite]
+    top = scores.get(math.inf, max(scores.values()))
+    span = max(top - chance, 1e-12)
+    at = (_window_slope(scores, finite, logs, finite.index(alpha)) or 0.0) / span
+    below = [_window_slope(scores, finite, logs, i) for i, a in enumerate(finite) if a < alpha]
+    steep = [s / span for s in below if s is not None]
+    return any(s >= COLLAPSE_MIN_SLOPE and s >= COLLAPSE_RATIO * at for s in steep)
+
+
 def plateau_slope(scores: dict[float, float], alpha: float, chance: float = 0.0) -> float:
     """The agreement curve's change per decade at ``alpha`` over the window ``plateau_alpha``
     uses, as a share of the way from ``chance`` to the unchanged model's score (0: flat)."""
