@@ -3,6 +3,7 @@ wall-clock seconds, number of full trainings, and what the arm chose or flagged)
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -156,29 +157,22 @@ def package_issues_arm(cell: Cell, vanilla: nn.Module) -> dict[str, Any] | None:
             "rule": issues.rule, "notices": list(issues.notices), **det}
 
 
-def _rule_scores(cell: Cell, probs: torch.Tensor) -> dict[str, dict[str, float]]:
-    """Detection of every flagging rule of the package on one ``[N, C]`` probability table."""
-    from sap_kernels.sap.issues.rules import RULES, flag, self_confidence
-
-    labels = cell.noisy.cpu()
-    probs = probs.cpu()
-    wrong = (cell.noisy != cell.clean).cpu().numpy()
-    quality = self_confidence(labels, probs).double().numpy()
-    return {r: detection_scores(wrong, quality, flag(labels, probs, r).numpy()) for r in RULES}
-
-
 def package_rules_arm(cell: Cell, vanilla: nn.Module, plain: sap_kernels.SAPResult) -> dict[str, Any]:
-    """How the flagging rule and the alpha matter: every rule on the plain call's probabilities, and
-    every rule plus test accuracy at each alpha of the default grid (the phases, one decomposition)."""
+    """How the flagging rule and the alpha matter: every rule of the package, with test accuracy, at
+    each alpha of the default grid (the phases, one decomposition), and at the alpha the plain call's
+    ``find_label_issues`` scores with (``detection_alpha``: the plateau pick where the model was kept)."""
+    from issue_metrics import every_rule
+
+    from sap_kernels.sap.find_issues import detection_alpha
+
     t0 = time.perf_counter()
     loader = cell.loader(cell.x, cell.noisy)
-    at_pick = _rule_scores(cell, plain.label_issues(loader, progress=False).probabilities)
+    wrong = (cell.noisy != cell.clean).cpu().numpy()
     trusted = sap_kernels.select_trusted(vanilla, loader, progress=False)
     spectra = sap_kernels.collect(vanilla, trusted, progress=False).decompose()
     curve = []
-    for a in [10 ** (k / 2) for k in range(13)]:
+    for a in [math.inf] + [10 ** (k / 2) for k in range(13)]:
         m = sap_kernels.apply(vanilla, spectra, a)
-        probs = torch.cat([predict_proba(m, xb) for xb in cell.x.split(256)])
-        curve.append({"alpha": a, "test_acc": cell.test_acc(m), "rules": _rule_scores(cell, probs)})
-    return {"seconds": time.perf_counter() - t0, "trainings": 0, "alpha": float(plain.alpha), "rules": at_pick,
-            "curve": curve}
+        curve.append({"alpha": a, "test_acc": cell.test_acc(m), "rules": every_rule(m, loader, wrong)})
+    return {"seconds": time.perf_counter() - t0, "trainings": 0, "alpha": float(plain.alpha),
+            "detection_alpha": float(detection_alpha(plain, 10)), "curve": curve}

@@ -80,6 +80,27 @@ def _detection_table(rows: dict[tuple[int, str, str], dict[str, Any]], sets: lis
     return out
 
 
+def _at(curve: list[dict[str, Any]], alpha: float) -> dict[str, Any] | None:
+    return next((c for c in curve if math.isclose(c["alpha"], alpha, rel_tol=1e-9) or c["alpha"] == alpha), None)
+
+
+def _rules_table(rows: dict[tuple[int, str, str], dict[str, Any]], sets: list[str], seeds: list[int]) -> list[str]:
+    """Every flagging rule at the alpha the plain call's find_label_issues scores with, and on the
+    unchanged model (``package_rules`` records)."""
+    out = ["| label set | model | rule | AUROC | F1 | best F1 | flagged | seeds |", "|---|---|---|---|---|---|---|---|"]
+    for ls in sets:
+        got = [rows[(s, ls, "package_rules")] for s in seeds if (s, ls, "package_rules") in rows]
+        for label, pick in (("corrected (detection alpha)", lambda r: r["detection_alpha"]),
+                            ("unchanged", lambda r: math.inf)):
+            points = [p for p in (_at(r["curve"], pick(r)) for r in got) if p is not None]
+            for rule in (points[0]["rules"] if points else {}):
+                det = [p["rules"][rule] for p in points if rule in p["rules"]]
+                out.append(f"| {ls} | {label} | {rule} | {_ms([d['auroc'] for d in det], 1, 3)} | "
+                           f"{_ms([d['f1'] for d in det], 1, 3)} | {_ms([d['best_f1'] for d in det], 1, 3)} | "
+                           f"{_ms([d['n_flagged'] for d in det], 1, 0)} | {len(det)} |")
+    return out
+
+
 def summarize(path: Path) -> str:
     """The three tables (accuracy and gap closed; fit, noise and call cost; detection) per config."""
     if not path.is_file():
@@ -97,5 +118,5 @@ def summarize(path: Path) -> str:
         sets = sorted({k[1] for k in rows if k[1] != "clean"})
         parts += [f"## config {cid}: {scale[cid]}", f"seeds {seeds}", ""]
         parts += _accuracy_table(rows, sets, seeds) + [""] + _context_table(rows, sets, seeds) + [""]
-        parts += _detection_table(rows, sets, seeds) + [""]
+        parts += _detection_table(rows, sets, seeds) + [""] + _rules_table(rows, sets, seeds) + [""]
     return "\n".join(parts)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -35,7 +36,7 @@ import torch
 from sklearn.model_selection import StratifiedKFold
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from issue_metrics import detection  # noqa: E402
+from issue_metrics import detection, every_rule  # noqa: E402
 
 import sap_kernels  # noqa: E402
 from sap_kernels.demo.data import tensor_loader  # noqa: E402
@@ -48,9 +49,17 @@ from sap_kernels.sap.issues.scoring import score_samples  # noqa: E402
 
 def rule_rows(labels: torch.Tensor, probs: torch.Tensor, wrong: np.ndarray,
               base: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per flagging rule for one probability table."""
+    """One row per flagging rule that needs only a probability table (cross-validated ones: no one
+    model's features to take neighbours in)."""
     quality = self_confidence(labels, probs).numpy()
-    return [{**base, "rule": r, **detection(quality, flag(labels, probs, r).numpy(), wrong)} for r in RULES]
+    return [{**base, "rule": r, **detection(quality, flag(labels, probs, r).numpy(), wrong)} for r in RULES
+            if r != "neighbours"]
+
+
+def model_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, wrong: np.ndarray,
+               base: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per flagging rule (the neighbours' vote included) on one model's pass over ``(x, y)``."""
+    return [{**base, "rule": r, **det} for r, det in every_rule(model, tensor_loader(x, y), wrong).items()]
 
 
 def probs_of(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -85,7 +94,7 @@ def alpha_curve(vanilla: torch.nn.Module, data: NoisyDigits, wrong: np.ndarray, 
     rows = []
     for a in alphas:
         m = sap_kernels.apply(vanilla, spectra, a)
-        for row in rule_rows(y, probs_of(m, s.x_train, y), wrong, {**base, "method": "sap_alpha", "alpha": a}):
+        for row in model_rows(m, s.x_train, y, wrong, {**base, "method": "sap_alpha", "alpha": a}):
             rows.append({**row, "test_acc": accuracy(m, s.x_test, s.y_test)})
     return rows
 
@@ -105,18 +114,19 @@ def run_cell(rate: float, seed: int, done: set[tuple[Any, ...]], emit: Callable[
     fit = accuracy(vanilla, s.x_train, y)
     common = {**base, "train_fit": fit, "vanilla_test": accuracy(vanilla, s.x_test, s.y_test), "train_s": t_train}
     if (base["noise"], seed, "vanilla") not in done:
-        emit(rule_rows(y, probs_of(vanilla, s.x_train, y), wrong, {**common, "method": "vanilla", "seconds": 0.0,
-                                                                   "trainings": 1}))
+        emit(model_rows(vanilla, s.x_train, y, wrong, {**common, "method": "vanilla", "seconds": 0.0,
+                                                       "trainings": 1}))
     for method, val in (("sap", None), ("sap_val", tensor_loader(s.x_val, data.val_noise.labels))):
         if (base["noise"], seed, method) in done:
             continue
-        t0 = time.perf_counter()
-        res = sap_kernels.project(vanilla, tensor_loader(s.x_train, y), val_loader=val, progress=False)
-        issues = res.label_issues(tensor_loader(s.x_train, y), progress=False)
+        t0 = time.perf_counter()  # the user's one call
+        issues = sap_kernels.find_label_issues(vanilla, tensor_loader(s.x_train, y), val_loader=val, progress=False)
         sec = time.perf_counter() - t0
-        rows = rule_rows(y, issues.probabilities, wrong, {**common, "method": method, "seconds": sec, "trainings": 1,
-                                                         "alpha": res.alpha,
-                                                         "test_acc": accuracy(res.model, s.x_test, s.y_test)})
+        scorer = vanilla if math.isinf(issues.alpha) else sap_kernels.project(
+            vanilla, tensor_loader(s.x_train, y), alpha=issues.alpha, progress=False).model
+        rows = model_rows(scorer, s.x_train, y, wrong, {**common, "method": method, "seconds": sec, "trainings": 1,
+                                                        "alpha": issues.alpha,
+                                                        "test_acc": accuracy(scorer, s.x_test, s.y_test)})
         if method == "sap":
             acc = retrained_accuracy(data, c, ~issues.is_issue.numpy())
             rows = [{**r, "retrain_kept_acc": acc} if r["rule"] == DEFAULT_RULE else r for r in rows]

@@ -51,3 +51,7 @@ def test_tiny_run_writes_every_arm_resumes_and_summarizes(tmp_path, cifar10_scri
     assert cifar10_script.main(["--summarize", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "| sym25 | sap_plain |" in text and "(b) K-fold CV + cleanlab" in text
+    rules = next(r for r in records if r["arm"] == "package_rules")
+    assert [c["alpha"] for c in rules["curve"]][0] == float("inf") and len(rules["curve"]) == 14
+    assert set(rules["curve"][1]["rules"]) == {"neighbours", "argmax", "confident_learning", "prune_by_noise_rate"}
+    assert "| sym25 | corrected (detection alpha) | neighbours |" in text
