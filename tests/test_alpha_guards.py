@@ -64,20 +64,24 @@ def test_held_out_data_is_never_guarded():
 
 
 # Recorded on CIFAR-10 at CPU scale (25 % symmetric, seed 0, the plain call's 250 held-back training
-# samples): one descent whose lower tail flattens towards chance; the rule's pick (316) lies there,
-# flat enough for PLATEAU_MAX_SLOPE, and cost 13 points of test accuracy.
+# samples): one descent whose lower tail flattens towards chance; the rule's pick (316) lies there and
+# cost 13 points of test accuracy.
 TAIL = dict(zip(GRID, [0.156, 0.124, 0.124, 0.152, 0.196, 0.28, 0.512, 0.988, 1.0, 1.0, 1.0, 1.0, 1.0]))
+# The same shape, a little slower: the pick's slope passes PLATEAU_MAX_SLOPE, the missing collapse does not.
+SLOW_TAIL = dict(zip(GRID, [0.13, 0.135, 0.14, 0.16, 0.2, 0.3, 0.45, 0.7, 0.96, 1.0, 1.0, 1.0, 1.0]))
 # Recorded on the digits MLP (40 % asymmetric, seed 1): a gentle plateau with a collapse below it.
 GENTLE = dict(zip(GRID, [0.101, 0.130, 0.306, 0.499, 0.586, 0.701, 0.806, 0.935, 0.991, 1.0, 1.0, 1.0, 1.0]))
 
 
 @pytest.mark.parametrize("refine", [False, True])
-def test_a_pick_on_a_descents_lower_tail_is_kept(refine):
-    curve = TAIL | {math.inf: 1.0}
-    pick = plateau_alpha(curve, 0.1)
-    assert pick == 10 ** 2.5 and plateau_slope(curve, pick, 0.1) <= PLATEAU_MAX_SLOPE  # the slope alone passes it
-    assert not collapses_below(curve, pick, 0.1)
-    score, _ = _scorer(TAIL, unchanged=1.0)
+@pytest.mark.parametrize("curve", [TAIL, SLOW_TAIL], ids=["recorded", "slower"])
+def test_a_pick_on_a_descents_lower_tail_is_kept(refine, curve):
+    full = curve | {math.inf: 1.0}
+    pick = plateau_alpha(full, 0.1)
+    assert pick == 10 ** 2.5 and not collapses_below(full, pick, 0.1)
+    if curve is SLOW_TAIL:
+        assert plateau_slope(full, pick, 0.1) <= PLATEAU_MAX_SLOPE  # the slope alone would pass it
+    score, _ = _scorer(curve, unchanged=1.0)
     choice = search_and_pick(GRID, score, refine, memorised="auto", chance=0.1)
     assert math.isinf(choice.alpha) and choice.rule.startswith("kept: no plateau")
     assert "no steeper collapse follows below it" in choice.warnings[0]
@@ -90,3 +94,20 @@ def test_a_gentle_plateau_with_a_collapse_below_is_picked(refine):
     choice = search_and_pick(GRID, score, refine, memorised="auto", chance=0.1)
     assert choice.alpha == plateau_alpha(curve, 0.1) and collapses_below(curve, choice.alpha, 0.1)
     assert not math.isinf(choice.alpha)
+
+
+# Recorded on CIFAR-10 at CPU scale (CIFAR-10N random1, seed 0, the plain call's held-back samples;
+# 3.16 and 31.6 were not scored by the coarse-to-fine search and are filled in between their
+# neighbours): the flattest candidate is the descent's upper shoulder (0.94), 0.40 of the way per
+# decade; it cost 2 points of test accuracy.
+SHOULDER = dict(zip(GRID, [0.136, 0.128, 0.12, 0.132, 0.144, 0.272, 0.644, 0.94, 1.0, 1.0, 1.0, 1.0, 1.0]))
+
+
+@pytest.mark.parametrize("refine", [False, True])
+def test_a_pick_on_a_descents_upper_shoulder_is_kept(refine):
+    curve = SHOULDER | {math.inf: 1.0}
+    pick = plateau_alpha(curve, 0.1)
+    assert pick == 10 ** 3.5 and plateau_slope(curve, pick, 0.1) > PLATEAU_MAX_SLOPE
+    score, _ = _scorer(SHOULDER, unchanged=1.0)
+    choice = search_and_pick(GRID, score, refine, memorised="auto", chance=0.1)
+    assert math.isinf(choice.alpha) and choice.rule.startswith("kept: no plateau")
