@@ -107,3 +107,18 @@ def test_neighbours_must_be_a_positive_int() -> None:
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="neighbours"):
             res.label_issues(DataLoader(TensorDataset(x, y), batch_size=4), progress=False, neighbours=bad)
+
+
+def test_more_samples_than_the_exact_vote_takes_fall_back_with_a_notice(monkeypatch) -> None:
+    monkeypatch.setattr(nb, "MAX_SAMPLES", 20)
+    import sap_kernels.sap.issues.finding as finding
+    import sap_kernels.sap.issues.scoring as scoring
+
+    monkeypatch.setattr(finding, "MAX_SAMPLES", 20)
+    monkeypatch.setattr(scoring, "MAX_SAMPLES", 20)
+    torch.manual_seed(0)
+    x, y = torch.randn(30, 6), torch.randint(0, 2, (30,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)
+    res = sap_kernels.project(Binary(), loader, alpha=10.0, n_trusted=10, progress=False)
+    li = res.label_issues(loader, progress=False)
+    assert li.rule == "argmax" and any("30 samples are more than" in n for n in li.notices)

@@ -18,7 +18,7 @@ from ..data import batches
 from ..runtime.distributed import Ranks
 from ..runtime.wrappers import device_of, unwrap
 from .label_issues import LabelIssues, build
-from .neighbours import DEFAULT_NEIGHBOURS, neighbour_votes
+from .neighbours import DEFAULT_NEIGHBOURS, MAX_SAMPLES, neighbour_votes
 from .rules import DEFAULT_RULE, Rule, check_rule, distribution, flag
 from .scoring import SampleTable, score_samples
 
@@ -35,6 +35,16 @@ def _check_count(table: SampleTable, loader: Iterable[Any], expected: Optional[i
         return
     raise ValueError(f"{what} holds {n} samples but the model was corrected on {expected}: pass the training "
                      "loader the result was computed from")
+
+
+def _no_neighbours(table: SampleTable) -> str:
+    if len(table.labels) > MAX_SAMPLES:
+        why = (f"{len(table.labels)} samples are more than the exact neighbours' vote takes ({MAX_SAMPLES}: N^2 "
+               "similarities)")
+    else:
+        why = ("no Linear/Conv layer's output is the model's logits, so the classifier head's input (the "
+               "neighbours' features) could not be taken")
+    return f"{why}: labels were judged by the probabilities alone (rule argmax)"
 
 
 def label_issues_of(
@@ -70,11 +80,9 @@ def label_issues_of(
     notices = ["the training loader shuffles: it was read again in dataset index order, so positions are "
                "dataset indices"] if table.reordered else []
     votes = None
-    if rule == "neighbours" and table.features is None:
+    if rule == "neighbours" and (table.features is None or len(table.labels) > MAX_SAMPLES):
         rule = "argmax"
-        notices.append("no Linear/Conv layer's output is the model's logits, so the classifier head's input (the "
-                       "neighbours' features) could not be taken: labels were judged by the probabilities alone "
-                       "(rule argmax)")
+        notices.append(_no_neighbours(table))
     elif rule == "neighbours" and table.features is not None:
         votes = neighbour_votes(table.features, table.labels, c, neighbours, device_of(unwrap(model)[0]))
     issues = flag(table.labels, table.probabilities, rule, votes=votes, k=neighbours)

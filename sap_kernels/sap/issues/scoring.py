@@ -25,7 +25,7 @@ from ..runtime.distributed import Ranks, agreed
 from ..runtime.forward import call_model
 from ..runtime.guards import eval_modes
 from ..runtime.wrappers import device_of, unwrap
-from .neighbours import head_inputs
+from .neighbours import MAX_SAMPLES, head_inputs
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def _local_pass(model: nn.Module, source: Iterable[Any], split: batches.Splitter
             probs.append(p)
             if feats is not None and heads is not None:
                 f = heads.take(logits_of(output), n)
-                if f is None:  # no head input in this batch: none are kept
+                if f is None or sum(map(len, labels)) > MAX_SAMPLES:  # no head input here, or too many: none kept
                     feats = None
                 else:
                     feats.append(f)
