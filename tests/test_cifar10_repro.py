@@ -1,6 +1,6 @@
 """End-to-end smoke run of ``python/cifar10.py`` at its tiny scale (a few hundred images of the shared
 CIFAR-10 copy, one label set, one seed, every arm): records appended, a rerun resumes, and the
-summary prints. About 30-60 s on 2 cores."""
+summary prints; and the GPU script in its tiny mode. About 30-60 s each on 2 cores."""
 from __future__ import annotations
 
 import json
@@ -55,3 +55,18 @@ def test_tiny_run_writes_every_arm_resumes_and_summarizes(tmp_path, cifar10_scri
     assert [c["alpha"] for c in rules["curve"]][0] == float("inf") and len(rules["curve"]) == 14
     assert set(rules["curve"][1]["rules"]) == {"neighbours", "argmax", "confident_learning", "prune_by_noise_rate"}
     assert "| sym25 | corrected (detection alpha) | neighbours |" in text
+
+
+@pytest.mark.skipif(not (SHARED / "cifar10-jpg.tar.gz").is_file(),
+                    reason=f"the shared CIFAR-10 copy is absent ({SHARED})")
+def test_the_gpu_script_runs_in_its_tiny_mode_on_cpu(tmp_path):
+    """``benchmarks/cifar10_gpu.sh --tiny``: the GPU call's arms, end to end on a few hundred images."""
+    import subprocess
+
+    out = tmp_path / "gpu_tiny.jsonl"
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "cifar10_gpu.sh"), "--tiny", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    arms = {json.loads(line)["arm"] for line in out.read_text().splitlines()}
+    assert arms == {"vanilla", "sap_plain", "sap_val", "package_issues", "retrain_clean"}
+    assert "| sym25 | vanilla |" in proc.stdout and "total" in proc.stdout
