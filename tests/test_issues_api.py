@@ -250,9 +250,11 @@ def test_unchanged_alpha_is_recorded_as_infinite(tmp_path):
     assert math.isinf(LabelIssues.load(tmp_path / "a.safetensors").alpha)
 
 
-def test_find_label_issues_scores_at_the_plateau_pick_when_the_plain_call_keeps_the_model(monkeypatch):
+@pytest.mark.parametrize("inplace", [False, True])
+def test_find_label_issues_scores_at_the_plateau_pick_when_the_plain_call_keeps_the_model(monkeypatch, inplace):
     """Where project keeps a memorised model for want of a plateau, the labels are scored at the
-    plateau rule's pick (the unchanged model would flag nothing)."""
+    plateau rule's pick (the unchanged model would flag nothing), by a copy also with inplace=True
+    (the kept model stays as it was)."""
     import dataclasses
 
     from sap_kernels.sap import find_issues
@@ -264,14 +266,17 @@ def test_find_label_issues_scores_at_the_plateau_pick_when_the_plain_call_keeps_
 
     def fake(model, loader, **kw):
         calls.append(kw)
-        res = real(model, loader, **kw)
         if "alpha" in kw:
-            return res
+            return real(model, loader, **kw)
+        res = real(model, loader, **(kw | {"inplace": False}))  # a kept model: the caller's stays as it was
         return dataclasses.replace(res, alpha=math.inf, rule=find_issues.NO_PLATEAU, scores=curve)
 
     monkeypatch.setattr(find_issues, "project", fake)
     x, y = _data()
-    li = sap_kernels.find_label_issues(_model(), DataLoader(TensorDataset(x, y), batch_size=7), n_trusted=20,
-                                       progress=False)
-    assert calls[1]["alpha"] == 1000.0 and li.alpha == 1000.0
+    m = _model()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    li = sap_kernels.find_label_issues(m, DataLoader(TensorDataset(x, y), batch_size=7), n_trusted=20,
+                                       progress=False, inplace=inplace)
+    assert calls[1]["alpha"] == 1000.0 and li.alpha == 1000.0 and "inplace" not in calls[1]
     assert any("plateau rule's pick" in n for n in li.notices)
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())

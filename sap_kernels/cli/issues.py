@@ -8,13 +8,15 @@ from collections.abc import Iterable
 from typing import Annotated, Any, Optional
 
 import typer
+from torch import nn
 
+from ..sap.find_issues import project_and_find
 from ..sap.issues.files import atomic_write
 from ..sap.issues.label_issues import LabelIssues
 from ..sap.issues.rules import DEFAULT_RULE
 from ..sap.result import SAPResult
 from . import project as shared  # the options and the loading code of ``sap-kernels project``
-from .common import CLIError, RunFailure, check_writable_dir, check_writable_file, one_line_errors, require_matplotlib
+from .common import RunFailure, check_writable_dir, check_writable_file, one_line_errors, require_matplotlib
 
 
 class IssueRule(str, enum.Enum):
@@ -63,14 +65,12 @@ def _check_outputs(out: str, issues_file: Optional[str], report: Optional[str]) 
         check_writable_dir(report, "--report")
 
 
-def _label_issues(result: SAPResult, train: Iterable[Any], rule: IssueRule, options: dict[str, Any]) -> LabelIssues:
-    keys = ("label_key", "input_key", "progress")
-    try:
-        return result.label_issues(train, rule=rule.value, **{k: options[k] for k in keys})
-    except (ValueError, TypeError, ImportError) as exc:  # a loader or rule the pass refuses, by name
-        raise CLIError(str(exc)) from exc
-    except KeyError as exc:
-        raise shared.key_error(exc, options) from exc
+def _project_and_find(model: nn.Module, train: Iterable[Any], val: Optional[Iterable[Any]], rule: IssueRule,
+                      options: dict[str, Any]) -> tuple[SAPResult, LabelIssues]:
+    """``find_label_issues``' work (labels scored at the plateau pick where the plain call keeps the
+    model), with the result for the report; what the calls refuse by name is a ``CLIError``."""
+    return shared.as_cli_errors(
+        lambda: project_and_find(model, train, val_loader=val, rule=rule.value, **options), options)
 
 
 def _write(result: SAPResult, issues: LabelIssues, train: Iterable[Any], out: str, issues_file: Optional[str],
@@ -91,8 +91,8 @@ def run_issues(model_spec: str, data_spec: str, weights: Optional[str], out: str
                report: Optional[str], rule: IssueRule, options: dict[str, Any], quiet: bool) -> None:
     """Check the outputs, load, repair, score, write; messages but errors go to stdout unless ``quiet``."""
     _check_outputs(out, issues_file, report)
-    result, train = shared.load_and_project(model_spec, data_spec, weights, options)
-    issues = _label_issues(result, train, rule, options)
+    model, train, val = shared.load_inputs(model_spec, data_spec, weights)
+    result, issues = _project_and_find(model, train, val, rule, options)
     if not quiet:
         typer.echo(str(issues))
     page = _write(result, issues, train, out, issues_file, report, options)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import enum
 import math
 import os
-from collections.abc import Iterable
-from typing import Annotated, Any, Optional, Union
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, Optional, TypeVar, Union
 
 import torch
 import typer
@@ -14,6 +14,8 @@ from torch import nn
 from ..sap.result import SAPResult
 from .common import CLIError, RunFailure, check_writable_dir, check_writable_file, one_line_errors, require_matplotlib
 from .entry import build_loaders, build_model, load_callable
+
+T = TypeVar("T")
 
 ModelOpt = Annotated[str, typer.Option(
     "--model", metavar="MODULE:FN",
@@ -167,12 +169,19 @@ def load_and_project(model_spec: str, data_spec: str, weights: Optional[str],
                      options: dict[str, Any]) -> tuple[SAPResult, Iterable[Any]]:
     """The entry points' model (with ``--weights``) and loaders, repaired: ``(result, train_loader)``.
     Both entry points and ``--weights`` are resolved before either callable runs."""
+    model, train, val = load_inputs(model_spec, data_spec, weights)
+    return _project(model, train, val, options), train
+
+
+def load_inputs(model_spec: str, data_spec: str, weights: Optional[str]
+                ) -> tuple[nn.Module, Iterable[Any], Optional[Iterable[Any]]]:
+    """The entry points' model (with ``--weights``) and ``(train_loader, val_loader)``."""
     model_fn, data_fn = load_callable(model_spec, "--model"), load_callable(data_spec, "--data")
     if weights is not None and not os.path.isfile(weights):
         raise CLIError(f"--weights {weights}: no such file")
     model = load_model(model_spec, weights, model_fn)
     train, val = build_loaders(data_spec, data_fn)
-    return _project(model, train, val, options), train
+    return model, train, val
 
 
 def check_outputs(out: str, report: Optional[str]) -> None:
@@ -208,9 +217,15 @@ def _project(model: nn.Module, train: Iterable[Any], val: Optional[Iterable[Any]
     :class:`CLIError` (their messages name the argument, layer or key)."""
     from .. import project as sap_project
 
+    return as_cli_errors(lambda: sap_project(model, train, val_loader=val, **options), options)
+
+
+def as_cli_errors(work: Callable[[], T], options: dict[str, Any]) -> T:
+    """``work()``, the ValueError/TypeError/ImportError it raises for what it was given as
+    :class:`CLIError` (their messages name the argument, layer, key or rule)."""
     try:
-        return sap_project(model, train, val_loader=val, **options)
-    except (ValueError, TypeError) as exc:
+        return work()
+    except (ValueError, TypeError, ImportError) as exc:
         raise CLIError(str(exc)) from exc
     except KeyError as exc:
         raise key_error(exc, options) from exc

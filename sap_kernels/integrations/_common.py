@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
 from ..sap import SAPResult, project
+from ..sap.find_issues import project_and_find
 from ..sap.issues.label_issues import LabelIssues
 from ..sap.issues.rules import DEFAULT_RULE, RULES
 
@@ -191,13 +192,16 @@ def _run(model: nn.Module, loader: Iterable[Any], val_loader: Optional[Iterable[
          report_dir: Optional[Union[str, "os.PathLike[str]"]], issues_rule: Optional[str] = None) -> Outcome:
     # distributed=False: this runs on one process (rank 0 alone under torch.distributed, which then
     # broadcasts the weights); project must not wait for the other ranks in its own collectives.
-    result = project(model, loader, val_loader=val_loader, inplace=True, **{**kwargs, "distributed": False})
+    options = {**kwargs, "distributed": False}
     split = {k: kwargs[k] for k in _SPLIT if kwargs.get(k) is not None}
-    metrics = sap_metrics(result)
     issues = None
-    if issues_rule is not None:
-        issues = result.label_issues(loader, rule=issues_rule, distributed=False,  # type: ignore[arg-type]
-                                     progress=bool(kwargs.get("progress", True)), **split)
+    if issues_rule is None:
+        result = project(model, loader, val_loader=val_loader, inplace=True, **options)
+    else:  # find_label_issues' work: labels scored at the plateau pick where the plain call keeps the model
+        result, issues = project_and_find(model, loader, val_loader=val_loader, inplace=True,
+                                          rule=issues_rule, **options)  # type: ignore[arg-type]
+    metrics = sap_metrics(result)
+    if issues is not None:
         metrics["sap/label_issues"] = float(issues.n_issues)
     report = None
     if report_dir is not None:

@@ -39,7 +39,7 @@ def find_label_issues(model: nn.Module, train_loader: Iterable[Any], *, rule: Ru
             ``inplace=True`` is among the options, as for ``project``).
         train_loader: the training batches; a shuffling DataLoader is read in dataset order for the
             scoring pass, so ``LabelIssues.positions`` are dataset indices.
-        rule: the flagging rule (``sap.issues.rules``).
+        rule: the flagging rule (``sap.issues.rules``; default: the neighbours' vote).
         class_names: names of the classes, for printing and the report.
         project_options: any keyword of ``project`` (``val_loader``, ``alpha``, ``batch_fn``, ...), and
             ``neighbours`` (``k`` of the default rule, ``SAPResult.label_issues``).
@@ -47,16 +47,26 @@ def find_label_issues(model: nn.Module, train_loader: Iterable[Any], *, rule: Ru
         ``LabelIssues``. Where the plain call keeps a memorised model for want of a plateau
         (``detection_alpha``), the labels are scored at the plateau rule's pick instead, with a notice.
     """
+    return project_and_find(model, train_loader, rule=rule, class_names=class_names, **project_options)[1]
+
+
+def project_and_find(model: nn.Module, train_loader: Iterable[Any], *, rule: Rule = DEFAULT_RULE,
+                     class_names: Optional[Sequence[str]] = None, **project_options: Any
+                     ) -> tuple[SAPResult, LabelIssues]:
+    """``find_label_issues`` that also returns the ``project`` result (for a report): ``(result,
+    issues)``; ``issues.alpha`` is the alpha the labels were scored at, which differs from
+    ``result.alpha`` where the plain call kept the model (``detection_alpha``)."""
     scoring = {k: project_options.pop(k) for k in _SCORING_KEYS if k in project_options}
     res = project(model, train_loader, **project_options)
     split = {k: project_options[k] for k in _SPLIT_KEYS if k in project_options} | scoring
     issues = res.label_issues(train_loader, rule=rule, class_names=class_names, **split)
     alpha = detection_alpha(res, issues.num_classes)
-    if alpha == res.alpha or math.isinf(alpha) or project_options.get("inplace"):
-        return issues
-    options = {k: v for k, v in project_options.items() if k not in ("alphas", "val_loader")}
+    if alpha == res.alpha or math.isinf(alpha):
+        return res, issues
+    # The plain call kept the model (alpha inf), so even with inplace=True it is unchanged: score a copy.
+    options = {k: v for k, v in project_options.items() if k not in ("alphas", "val_loader", "inplace")}
     scored = project(model, train_loader, **(options | {"alpha": alpha}))
     found = scored.label_issues(train_loader, rule=rule, class_names=class_names, **split)
     found.notices.append(f"the plain call kept the model (no plateau of training-label agreement); the labels "
                          f"were scored by the model projected at the plateau rule's pick, alpha {alpha:.4g}")
-    return found
+    return res, found
