@@ -57,8 +57,35 @@ def _options(name: str, cell: Any) -> dict[str, Any]:
     return opts
 
 
+def _per_alpha(cell: Any, vanilla: torch.nn.Module, opts: dict[str, Any]) -> tuple[dict[float, float], float]:
+    """Test accuracy at every alpha and the validation pick for ``rounds`` settings, whose sweep
+    scores the first round only (``project``'s notice): every alpha's model built with all rounds."""
+    from sap_kernels.sap.alpha.rules import best_alpha
+
+    test: dict[float, float] = {}
+    val: dict[float, float] = {}
+    loader = cell.loader(cell.x, cell.noisy)
+    for a in GRID:
+        m = sap_kernels.project(vanilla, loader, alpha=a, progress=False, seed=cell.seed, **opts).model
+        test[a] = cell.test_acc(m)
+        val[a] = float((torch.cat([m(xb).argmax(1) for xb in cell.x_val.split(500)]) == cell.y_val).float().mean())
+    test[math.inf] = cell.test_acc(vanilla)
+    val[math.inf] = float((torch.cat([vanilla(xb).argmax(1) for xb in cell.x_val.split(500)]) == cell.y_val)
+                          .float().mean())
+    return test, best_alpha(val)
+
+
 def run_setting(cell: Any, vanilla: torch.nn.Module, name: str) -> dict[str, Any]:
     opts = _options(name, cell)
+    if "rounds" in opts:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            test, val_alpha = _per_alpha(cell, vanilla, opts)
+        plain = sap_kernels.project(vanilla, cell.loader(cell.x, cell.noisy), progress=False, seed=cell.seed, **opts)
+        best = max(GRID, key=lambda a: test[a])
+        return {"setting": name, "vanilla": test[math.inf], "best": test[best], "best_alpha": best,
+                "val_pick": test[val_alpha], "val_alpha": val_alpha, "plain": cell.test_acc(plain.model),
+                "plain_alpha": plain.alpha, "seconds": time.perf_counter() - t0}
     grid = None if opts.get("mode") == "gpm" else GRID  # gpm's grid is of energy shares (its default)
     train = cell.loader(cell.x, cell.noisy)
     t0 = time.perf_counter()

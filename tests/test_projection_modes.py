@@ -180,3 +180,15 @@ def test_rounds_compose_as_the_published_code(rounds):
     with pytest.raises(ValueError, match="needs location='pre'"):
         sap_kernels.project(model, DataLoader(TensorDataset(x, y), batch_size=16), alpha=30.0, rounds=2,
                             location="all", progress=False)
+
+
+def test_rounds_after_a_sweep_say_the_scores_are_one_rounds():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 3))
+    x, y = torch.randn(120, 6), torch.randint(0, 3, (120,))
+    train, val = DataLoader(TensorDataset(x, y), batch_size=40), DataLoader(TensorDataset(x[:40], y[:40]), batch_size=40)
+    res = sap_kernels.project(model, train, val_loader=val, alphas=[10.0, 100.0, 1000.0], rounds=2, progress=False)
+    # the notice exactly when the sweep picked a finite alpha (inf: nothing was projected, no rounds)
+    assert any("first round's sweep" in n for n in res.notices) == (not math.isinf(res.alpha))
+    given = sap_kernels.project(model, train, alpha=100.0, rounds=2, progress=False)
+    assert not any("first round's sweep" in n for n in given.notices)

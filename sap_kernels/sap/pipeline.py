@@ -13,6 +13,7 @@ checked (and restored if the write itself fails).
 """
 from __future__ import annotations
 
+import math
 import numbers
 import time
 from dataclasses import dataclass, replace
@@ -415,5 +416,14 @@ def _run(returned: nn.Module, target: nn.Module, loader: Iterable[Any], val_load
         validation=validation, n_samples=trusted.n_seen, timings=timings,
         holdout_indices=None if trusted.holdout is None else trusted.holdout.indices,
         rule="given" if choice is None else choice.rule, warnings=[] if choice is None else choice.warnings,
-        notices=list(trusted.notices), mode=s.mode, location=s.location, rounds=s.rounds,
+        notices=list(trusted.notices) + _rounds_notice(s.rounds, choice is not None and not math.isinf(chosen)),
+        mode=s.mode, location=s.location, rounds=s.rounds,
     )
+
+
+def _rounds_notice(rounds: int, swept: bool) -> list[str]:
+    """Rounds after a sweep: the sweep scored one round, the model holds them all."""
+    if rounds <= 1 or not swept:
+        return []
+    return [f"alpha was chosen on the first round's sweep (its scores are one round's); the model holds all {rounds} "
+            "rounds at that alpha (alpha x10 each), which no score here measures"]
