@@ -137,7 +137,7 @@ def cv_cleanlab_arm(cell: Cell) -> dict[str, Any]:
 def package_issues_arm(cell: Cell, vanilla: nn.Module) -> dict[str, Any] | None:
     """Detection (c) and its retrain: the user's one call, ``sap_kernels.find_label_issues(vanilla,
     train_loader)`` (``project`` with its defaults, then the scoring pass; where the plain call keeps a
-    memorised model it scores at the plateau pick) -> retrain on the samples not flagged. None when the
+    memorised model it scores at ``detection_alpha``) -> retrain on the samples not flagged. None when the
     installed package has no ``find_label_issues`` (the arm is skipped)."""
     if not hasattr(sap_kernels, "find_label_issues"):
         return None
@@ -175,4 +175,4 @@ def package_rules_arm(cell: Cell, vanilla: nn.Module, plain: sap_kernels.SAPResu
         m = sap_kernels.apply(vanilla, spectra, a)
         curve.append({"alpha": a, "test_acc": cell.test_acc(m), "rules": every_rule(m, loader, wrong)})
     return {"seconds": time.perf_counter() - t0, "trainings": 0, "alpha": float(plain.alpha),
-            "detection_alpha": float(detection_alpha(plain, 10)), "curve": curve}
+            "detection_alpha": float(detection_alpha(plain)), "curve": curve}

@@ -111,3 +111,13 @@ def test_a_pick_on_a_descents_upper_shoulder_is_kept(refine):
     score, _ = _scorer(SHOULDER, unchanged=1.0)
     choice = search_and_pick(GRID, score, refine, memorised="auto", chance=0.1)
     assert math.isinf(choice.alpha) and choice.rule.startswith("kept: no plateau")
+
+
+def test_the_steepest_alpha_is_the_middle_of_the_release():
+    from sap_kernels.sap.alpha.rules import steepest_alpha
+
+    for curve in (TAIL, SHOULDER, NO_PLATEAU):
+        assert steepest_alpha(curve | {math.inf: 1.0}) == 1000.0  # the three recorded CIFAR-10 curves
+    flat = dict.fromkeys(GRID, 1.0)
+    assert steepest_alpha(flat) == GRID[-1]  # no fall anywhere: ties go to the mildest projection
+    assert math.isinf(steepest_alpha({10.0: 0.5, math.inf: 1.0}))  # one alpha has no window

@@ -251,10 +251,10 @@ def test_unchanged_alpha_is_recorded_as_infinite(tmp_path):
 
 
 @pytest.mark.parametrize("inplace", [False, True])
-def test_find_label_issues_scores_at_the_plateau_pick_when_the_plain_call_keeps_the_model(monkeypatch, inplace):
+def test_find_label_issues_scores_at_the_steepest_alpha_when_the_plain_call_keeps_the_model(monkeypatch, inplace):
     """Where project keeps a memorised model for want of a plateau, the labels are scored at the
-    plateau rule's pick (the unchanged model would flag nothing), by a copy also with inplace=True
-    (the kept model stays as it was)."""
+    steepest point of the agreement curve (the unchanged model would flag nothing), by a copy also
+    with inplace=True (the kept model stays as it was)."""
     import dataclasses
 
     from sap_kernels.sap import find_issues
@@ -278,5 +278,5 @@ def test_find_label_issues_scores_at_the_plateau_pick_when_the_plain_call_keeps_
     li = sap_kernels.find_label_issues(m, DataLoader(TensorDataset(x, y), batch_size=7), n_trusted=20,
                                        progress=False, inplace=inplace)
     assert calls[1]["alpha"] == 1000.0 and li.alpha == 1000.0 and "inplace" not in calls[1]
-    assert any("plateau rule's pick" in n for n in li.notices)
+    assert any("where that agreement falls fastest" in n for n in li.notices)
     assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())

@@ -67,7 +67,7 @@ def _check_outputs(out: str, issues_file: Optional[str], report: Optional[str]) 
 
 def _project_and_find(model: nn.Module, train: Iterable[Any], val: Optional[Iterable[Any]], rule: IssueRule,
                       options: dict[str, Any]) -> tuple[SAPResult, LabelIssues]:
-    """``find_label_issues``' work (labels scored at the plateau pick where the plain call keeps the
+    """``find_label_issues``' work (labels scored at ``detection_alpha`` where the plain call keeps the
     model), with the result for the report; what the calls refuse by name is a ``CLIError``."""
     return shared.as_cli_errors(
         lambda: project_and_find(model, train, val_loader=val, rule=rule.value, **options), options)

@@ -197,7 +197,7 @@ def _run(model: nn.Module, loader: Iterable[Any], val_loader: Optional[Iterable[
     issues = None
     if issues_rule is None:
         result = project(model, loader, val_loader=val_loader, inplace=True, **options)
-    else:  # find_label_issues' work: labels scored at the plateau pick where the plain call keeps the model
+    else:  # find_label_issues' work: labels scored at detection_alpha where the plain call keeps the model
         result, issues = project_and_find(model, loader, val_loader=val_loader, inplace=True,
                                           rule=issues_rule, **options)  # type: ignore[arg-type]
     metrics = sap_metrics(result)

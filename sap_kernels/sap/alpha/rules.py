@@ -148,6 +148,17 @@ def collapses_below(scores: dict[float, float], alpha: float, chance: float = 0.
     return any(s >= COLLAPSE_MIN_SLOPE and s >= COLLAPSE_RATIO * at for s in steep)
 
 
+def steepest_alpha(scores: dict[float, float]) -> float:
+    """The finite alpha where the agreement curve falls fastest (the window of ``plateau_alpha``;
+    ties to the larger alpha): the middle of the release of the memorised labels. ``inf`` when no
+    alpha has a window. Where a memorised model has no plateau, the corrected model there finds the
+    wrong labels best (CIFAR-10 CPU cells, ``sap.find_issues.detection_alpha``)."""
+    finite = sorted(a for a in scores if not math.isinf(a))
+    logs = [math.log10(a) for a in finite]
+    slopes = [(s, a) for i, a in enumerate(finite) if (s := _window_slope(scores, finite, logs, i)) is not None]
+    return max(slopes)[1] if slopes else math.inf
+
+
 def plateau_slope(scores: dict[float, float], alpha: float, chance: float = 0.0) -> float:
     """The agreement curve's change per decade at ``alpha`` over the window ``plateau_alpha``
     uses, as a share of the way from ``chance`` to the unchanged model's score (0: flat)."""

@@ -10,7 +10,7 @@ vote with their given labels, and the model's own probabilities count as one mor
 distribution than the given one (ties keep the given label); its quality is the given label's share.
 
 Measured (python/README.md, "Which labels are wrong"): on the CIFAR-10 CPU cell (25 % symmetric,
-seed 0, 4-fold cross-validated cleanlab AUROC 0.762 / F1 0.477) the vote at the plateau pick had
+seed 0, 4-fold cross-validated cleanlab AUROC 0.762 / F1 0.477) the vote at alpha 316 had
 AUROC 0.783 / F1 0.500 against 0.636 / 0.425 for the model's probabilities alone; on digits
 (25 %, seed 1) F1 0.971 against 0.948. ``k`` between 10 and 50 gave about the same; 20 is the default.
 """
