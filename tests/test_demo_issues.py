@@ -61,7 +61,8 @@ def test_demo_prints_the_issues_and_reports_them(tmp_path, monkeypatch):
     monkeypatch.setattr(demo_cli, "run_experiment", fake_run_experiment)
     result = typer_testing.CliRunner().invoke(app, ["demo", "--report", str(tmp_path / "r")], prog_name="sap-kernels")
     assert result.exit_code == 0, result.output
-    assert (f"label issues (res.label_issues, one forward pass): {found.n_flagged} of 80 training labels flagged"
+    assert (f"label issues (res.label_issues: one forward pass, then the neighbours' vote): {found.n_flagged} of 80 "
+            f"training labels flagged"
             in result.output)
     assert "precision" in result.output and "recall" in result.output and "label_issues 0.0s" in result.output
     section = json.loads((tmp_path / "r" / "report.json").read_text())["label_issues"]

@@ -35,8 +35,8 @@ def format_issues(found: IssuesFound) -> str:
     share = 100 * found.n_flagged / max(1, found.n_samples)
     pct = "n/a" if math.isnan(found.precision) else f"{100 * found.precision:.1f}%"
     rec = "n/a" if math.isnan(found.recall) else f"{100 * found.recall:.1f}%"
-    lines = [f"label issues (res.label_issues, one forward pass): {found.n_flagged} of {found.n_samples} training "
-             f"labels flagged ({share:.1f}%); {found.n_flipped} were flipped",
+    lines = [f"label issues (res.label_issues: one forward pass, then the neighbours' vote): {found.n_flagged} of "
+             f"{found.n_samples} training labels flagged ({share:.1f}%); {found.n_flipped} were flipped",
              f"  precision {pct} (flagged that were flipped), recall {rec} (flipped that were flagged)"]
     if found.top_pairs:
         lines.append("  most flagged given -> predicted: " + ", ".join(f"{g} -> {p} ({n})" for g, p, n in
