@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from cifar10 import make_cell
 from cifar10_setup import SCALES, label_sets, load_data
+from cifar10_train import accuracy
 
 import sap_kernels
 
@@ -68,10 +69,9 @@ def _per_alpha(cell: Any, vanilla: torch.nn.Module, opts: dict[str, Any]) -> tup
     for a in GRID:
         m = sap_kernels.project(vanilla, loader, alpha=a, progress=False, seed=cell.seed, **opts).model
         test[a] = cell.test_acc(m)
-        val[a] = float((torch.cat([m(xb).argmax(1) for xb in cell.x_val.split(500)]) == cell.y_val).float().mean())
+        val[a] = accuracy(m, cell.x_val, cell.y_val)
     test[math.inf] = cell.test_acc(vanilla)
-    val[math.inf] = float((torch.cat([vanilla(xb).argmax(1) for xb in cell.x_val.split(500)]) == cell.y_val)
-                          .float().mean())
+    val[math.inf] = accuracy(vanilla, cell.x_val, cell.y_val)
     return test, best_alpha(val)
 
 
@@ -79,8 +79,7 @@ def run_setting(cell: Any, vanilla: torch.nn.Module, name: str) -> dict[str, Any
     opts = _options(name, cell)
     if "rounds" in opts:
         t0 = time.perf_counter()
-        with torch.no_grad():
-            test, val_alpha = _per_alpha(cell, vanilla, opts)
+        test, val_alpha = _per_alpha(cell, vanilla, opts)
         plain = sap_kernels.project(vanilla, cell.loader(cell.x, cell.noisy), progress=False, seed=cell.seed, **opts)
         best = max(GRID, key=lambda a: test[a])
         return {"setting": name, "vanilla": test[math.inf], "best": test[best], "best_alpha": best,

@@ -75,6 +75,7 @@ def _local_pass(model: nn.Module, source: Iterable[Any], split: batches.Splitter
     probs: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
     feats: Optional[list[torch.Tensor]] = [] if features else None
+    rows = 0
     with torch.no_grad(), eval_modes(model), (head_inputs(model) if features else nullcontext()) as heads:
         for b, batch in enumerate(tqdm(source, desc="SAP: scoring labels", disable=not progress, leave=False)):
             inputs, y = split(batch)
@@ -88,9 +89,10 @@ def _local_pass(model: nn.Module, source: Iterable[Any], split: batches.Splitter
             p = probabilities_of(output, n, b).cpu()
             labels.append(class_labels(y.cpu(), int(p.shape[1]), b))
             probs.append(p)
+            rows += n
             if feats is not None and heads is not None:
                 f = heads.take(logits_of(output), n)
-                if f is None or sum(map(len, labels)) > MAX_SAMPLES:  # no head input here, or too many: none kept
+                if f is None or rows > MAX_SAMPLES:  # no head input here, or too many: none kept
                     feats = None
                 else:
                     feats.append(f)
